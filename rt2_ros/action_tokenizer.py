@@ -1,0 +1,528 @@
+"""Action codec: model output text / token ids <-> end-effector actions.
+
+Two formats are supported, both from ``shared/docs/rt2-reference.md``:
+
+* **RT-2** (Brohan et al. 2023, arXiv:2307.15818, section 3.2): the model answers
+  8 integers joined by spaces, ``terminate dx dy dz drx dry drz gripper``; every
+  continuous dimension is discretised uniformly into ``bins`` (256) bins over
+  per-dimension bounds. The chain-of-thought form (section 4.4) is
+  ``Plan: <text>. Action: <8 ints>``.
+* **OpenVLA** (openvla/openvla, ``prismatic/vla/action_tokenizer.py`` and
+  ``prismatic/extern/hf/modeling_prismatic.py::predict_action``): 7 token ids at
+  the tail of the vocabulary, decoded to 255 bin centres on [-1, 1] and then
+  un-normalised with per-dataset q01/q99 statistics.
+
+Malformed output of any kind raises :class:`ActionDecodeError` and never yields a
+partial action. This module imports numpy only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+__all__ = [
+    "ActionDecodeError",
+    "Action",
+    "ActionBounds",
+    "RT2ActionTokenizer",
+    "OpenVLAActionTokenizer",
+    "UnnormStats",
+    "select_unnorm_stats",
+    "split_chain_of_thought",
+    "DIM_NAMES",
+]
+
+#: Names of the 7 continuous dimensions, in RT-2's order (after ``terminate``).
+DIM_NAMES = ("dx", "dy", "dz", "drx", "dry", "drz", "gripper")
+
+#: Longest model output we are willing to parse (characters). A model constrained
+#: to action tokens emits far less; anything longer is garbage.
+MAX_TEXT_CHARS = 4096
+
+_INT_RE = re.compile(r"[0-9]+", re.ASCII)
+_COT_RE = re.compile(r"^\s*Plan:\s*(?P<plan>.*?)\s*Action:\s*(?P<action>.*)$", re.DOTALL)
+
+
+class ActionDecodeError(ValueError):
+    """Model output that is not a valid action. The message says what was wrong.
+
+    Raised for: empty output, wrong number of fields, a field that is not a
+    non-negative base-10 integer (signs, decimals, ``nan``, words), a value out of
+    ``[0, bins - 1]`` (or outside the action-token range for OpenVLA), text beyond
+    the action, or non-finite values given to an encoder.
+    """
+
+
+@dataclasses.dataclass(frozen=True)
+class Action:
+    """One decoded action: an end-effector displacement for one control step.
+
+    Attributes:
+        terminate: True when the model asked to end the episode.
+        delta_position: ``float64 (3,)`` translation (dx, dy, dz) in metres, in the
+            command frame.
+        delta_rotation: ``float64 (3,)`` rotation delta (drx, dry, drz) in radians;
+            how it composes (roll-pitch-yaw or rotation vector) is a config choice,
+            see :func:`rt2_ros.motion.rotation_delta_to_rotvec`.
+        gripper: gripper value in the configured gripper units (RT-2 default:
+            extension in [0, 1], 1 = open; OpenVLA: 0 = close, 1 = open).
+        tokens: the integers the model emitted (RT-2 bins, or OpenVLA token ids).
+        text: the raw model text the action came from (``""`` if from ids).
+        plan: the chain-of-thought plan text, or None.
+    """
+
+    terminate: bool
+    delta_position: np.ndarray
+    delta_rotation: np.ndarray
+    gripper: float
+    tokens: tuple[int, ...] = ()
+    text: str = ""
+    plan: str | None = None
+
+    @property
+    def vector(self) -> np.ndarray:
+        """``float64 (7,)``: dx, dy, dz (m), drx, dry, drz (rad), gripper."""
+        return np.concatenate([self.delta_position, self.delta_rotation, [self.gripper]])
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict with the unit in every field name."""
+        dp, dr = self.delta_position.tolist(), self.delta_rotation.tolist()
+        return {
+            "terminate": bool(self.terminate),
+            "delta_position_m": {"x": dp[0], "y": dp[1], "z": dp[2]},
+            "delta_rotation_rad": {"x": dr[0], "y": dr[1], "z": dr[2]},
+            "gripper": float(self.gripper),
+            "tokens": list(self.tokens),
+            "plan": self.plan,
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class ActionBounds:
+    """Per-dimension bounds of the 7 continuous dimensions.
+
+    Attributes:
+        low, high: ``float64 (7,)``: dx, dy, dz in m; drx, dry, drz in rad;
+            gripper in gripper units. ``high > low`` everywhere.
+
+    Raises:
+        ValueError: wrong shape, non-finite, or ``high <= low``.
+    """
+
+    low: np.ndarray
+    high: np.ndarray
+
+    def __post_init__(self) -> None:
+        low = np.asarray(self.low, dtype=np.float64).reshape(-1)
+        high = np.asarray(self.high, dtype=np.float64).reshape(-1)
+        if low.shape != (7,) or high.shape != (7,):
+            raise ValueError(f"action bounds need 7 values each (got {low.size} low, {high.size} high)")
+        if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))):
+            raise ValueError("action bounds must be finite")
+        if np.any(high <= low):
+            bad = [DIM_NAMES[i] for i in np.flatnonzero(high <= low)]
+            raise ValueError(f"action bounds need high > low; not so for {bad}")
+        object.__setattr__(self, "low", low)
+        object.__setattr__(self, "high", high)
+
+    @classmethod
+    def rt1_default(cls) -> "ActionBounds":
+        """Bounds used in RT-1's tokenizer tests: world_vector [-1, 1] m,
+        rotation_delta [-pi/2, pi/2] rad, gripper [-1, 1]
+        (google-research/robotics_transformer, ``tokenizers/action_tokenizer_test.py``)."""
+        h = math.pi / 2
+        return cls(np.array([-1, -1, -1, -h, -h, -h, -1.0]), np.array([1, 1, 1, h, h, h, 1.0]))
+
+
+def split_chain_of_thought(text: str) -> tuple[str | None, str]:
+    """Split ``Plan: <text>. Action: <ints>`` (RT-2 section 4.4) into (plan, action text).
+
+    Text without a ``Plan:`` prefix is returned as ``(None, text)``. The plan has its
+    trailing full stop removed.
+
+    Raises:
+        ActionDecodeError: ``Plan:`` present but no ``Action:`` part.
+    """
+    if not text.lstrip().startswith("Plan:"):
+        return None, text
+    m = _COT_RE.match(text)
+    if m is None:
+        raise ActionDecodeError(f"chain-of-thought output has a plan but no 'Action:' part: {text[:80]!r}")
+    plan = m.group("plan").rstrip()
+    if plan.endswith("."):
+        plan = plan[:-1].rstrip()
+    return plan, m.group("action")
+
+
+def _check_text(text: Any) -> str:
+    if not isinstance(text, str):
+        raise ActionDecodeError(f"model output must be str, got {type(text).__name__}")
+    if len(text) > MAX_TEXT_CHARS:
+        raise ActionDecodeError(f"model output too long ({len(text)} > {MAX_TEXT_CHARS} characters)")
+    if not text.strip():
+        raise ActionDecodeError("model output is empty")
+    return text
+
+
+class RT2ActionTokenizer:
+    """RT-2 action string codec (arXiv:2307.15818 section 3.2).
+
+    ``terminate dx dy dz drx dry drz gripper``: 8 integers. The 7 continuous
+    dimensions are split uniformly into ``bins`` bins over ``bounds``: bin ``k``
+    of dimension ``i`` covers ``[low_i + k*w_i, low_i + (k+1)*w_i)`` with
+    ``w_i = (high_i - low_i) / bins``.
+
+    Args:
+        bounds: per-dimension bounds (m, rad, gripper units).
+        bins: number of bins per dimension (RT-2: 256).
+        terminate_token: the value of the first field that means "terminate".
+            Default **0**: RT-2 inherits RT-1's action space, whose
+            ``terminate_episode`` is a 3-way one-hot where ``[1, 0, 0]`` means
+            terminate; RT-1's tokenizer turns discrete fields into their argmax
+            (google-research/robotics_transformer ``tokenizers/action_tokenizer.py``),
+            so token 0 terminates and 1 continues. Both example strings of the
+            RT-2 paper are mid-task and start with ``1``, which agrees.
+        continue_token: the value :meth:`encode` writes for a non-terminal action (1).
+        decode_to: ``"center"`` (default) decodes bin ``k`` to its centre
+            ``low + (k + 0.5) * w``, so encode/decode round-trips within half a bin
+            ``w/2``. ``"edge"`` decodes as RT-1 does, ``low + k / (bins - 1) *
+            (high - low)`` (the grid includes both bounds); :meth:`encode` then
+            rounds to the nearest grid point (RT-1 truncates), so the round trip is
+            within half a grid step ``(high - low) / (bins - 1) / 2``.
+
+    Raises:
+        ValueError: bad ``bins``, ``terminate_token`` or ``decode_to``.
+    """
+
+    n_fields = 8
+
+    def __init__(
+        self,
+        bounds: ActionBounds | None = None,
+        bins: int = 256,
+        terminate_token: int = 0,
+        continue_token: int = 1,
+        decode_to: str = "center",
+    ) -> None:
+        if not isinstance(bins, (int, np.integer)) or bins < 2:
+            raise ValueError(f"bins must be an integer >= 2, got {bins!r}")
+        if decode_to not in ("center", "edge"):
+            raise ValueError(f"decode_to must be 'center' or 'edge', got {decode_to!r}")
+        for name, tok in (("terminate_token", terminate_token), ("continue_token", continue_token)):
+            if not 0 <= tok < bins:
+                raise ValueError(f"{name} must be in [0, {bins - 1}], got {tok}")
+        if terminate_token == continue_token:
+            raise ValueError("terminate_token and continue_token must differ")
+        self.bounds = bounds if bounds is not None else ActionBounds.rt1_default()
+        self.bins = int(bins)
+        self.terminate_token = int(terminate_token)
+        self.continue_token = int(continue_token)
+        self.decode_to = decode_to
+
+    @property
+    def bin_width(self) -> np.ndarray:
+        """``float64 (7,)`` width of one bin per dimension (units of the dimension)."""
+        return (self.bounds.high - self.bounds.low) / self.bins
+
+    @property
+    def max_roundtrip_error(self) -> np.ndarray:
+        """``float64 (7,)`` bound on ``|decode(encode(a)) - a|`` for ``a`` within bounds."""
+        if self.decode_to == "center":
+            return self.bin_width / 2
+        return (self.bounds.high - self.bounds.low) / (self.bins - 1) / 2
+
+    # -- decoding ---------------------------------------------------------------------
+
+    def parse_tokens(self, text: str) -> tuple[int, ...]:
+        """Parse the 8 integers of an action string, strictly.
+
+        Whitespace between and around fields is accepted; anything else is not.
+
+        Raises:
+            ActionDecodeError: empty, wrong count, non-integer, or out of range.
+        """
+        text = _check_text(text)
+        fields = text.split()
+        if len(fields) != self.n_fields:
+            raise ActionDecodeError(
+                f"expected {self.n_fields} integers 'terminate dx dy dz drx dry drz gripper', "
+                f"got {len(fields)} fields: {text[:80]!r}"
+            )
+        tokens = []
+        for i, f in enumerate(fields):
+            if not _INT_RE.fullmatch(f):
+                raise ActionDecodeError(f"field {i} ({(('terminate',) + DIM_NAMES)[i]}) is not a non-negative integer: {f[:20]!r}")
+            v = int(f)
+            if v >= self.bins:
+                raise ActionDecodeError(
+                    f"field {i} ({(('terminate',) + DIM_NAMES)[i]}) = {v} is out of range [0, {self.bins - 1}]"
+                )
+            tokens.append(v)
+        return tuple(tokens)
+
+    def bins_to_values(self, bins: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Map 7 bin indices to ``float64 (7,)`` values (bin centres or edges, see class doc)."""
+        k = np.asarray(bins, dtype=np.float64)
+        lo, hi = self.bounds.low, self.bounds.high
+        if self.decode_to == "center":
+            return lo + (k + 0.5) * (hi - lo) / self.bins
+        return lo + k / (self.bins - 1) * (hi - lo)
+
+    def decode_tokens(self, tokens: Sequence[int], text: str = "", plan: str | None = None) -> Action:
+        """Decode 8 already-parsed integers.
+
+        Raises:
+            ActionDecodeError: wrong count or out-of-range values.
+        """
+        tokens = tuple(int(t) for t in tokens)
+        if len(tokens) != self.n_fields:
+            raise ActionDecodeError(f"expected {self.n_fields} tokens, got {len(tokens)}")
+        bad = [t for t in tokens if not 0 <= t < self.bins]
+        if bad:
+            raise ActionDecodeError(f"tokens out of range [0, {self.bins - 1}]: {bad}")
+        values = self.bins_to_values(tokens[1:])
+        return Action(
+            terminate=tokens[0] == self.terminate_token,
+            delta_position=values[0:3],
+            delta_rotation=values[3:6],
+            gripper=float(values[6]),
+            tokens=tokens,
+            text=text,
+            plan=plan,
+        )
+
+    def decode(self, text: str) -> Action:
+        """Decode model text: plain ``"t x y z rx ry rz g"`` or ``"Plan: ... Action: ..."``.
+
+        Returns:
+            The :class:`Action`; ``plan`` is set for chain-of-thought output.
+
+        Raises:
+            ActionDecodeError: any malformed output (see the exception's doc).
+        """
+        text = _check_text(text)
+        plan, action_text = split_chain_of_thought(text)
+        return self.decode_tokens(self.parse_tokens(action_text), text=text, plan=plan)
+
+    # -- encoding ---------------------------------------------------------------------
+
+    def values_to_bins(self, values: Sequence[float] | np.ndarray) -> np.ndarray:
+        """Map ``(7,)`` values to ``int64 (7,)`` bins; values outside bounds are clipped.
+
+        Raises:
+            ActionDecodeError: NaN/inf or wrong shape.
+        """
+        v = np.asarray(values, dtype=np.float64).reshape(-1)
+        if v.shape != (7,):
+            raise ActionDecodeError(f"expected 7 values, got {v.size}")
+        if not np.all(np.isfinite(v)):
+            raise ActionDecodeError(f"cannot encode non-finite values: {v.tolist()}")
+        lo, hi = self.bounds.low, self.bounds.high
+        frac = (np.clip(v, lo, hi) - lo) / (hi - lo)
+        if self.decode_to == "center":
+            k = np.floor(frac * self.bins)
+        else:
+            k = np.rint(frac * (self.bins - 1))
+        return np.clip(k, 0, self.bins - 1).astype(np.int64)
+
+    def encode(self, action: Action | Sequence[float] | np.ndarray, terminate: bool | None = None) -> str:
+        """Encode an action (or 7 values) as the RT-2 string of 8 integers.
+
+        Args:
+            action: an :class:`Action`, or ``(7,)`` values dx dy dz (m) drx dry drz (rad) gripper.
+            terminate: overrides/sets the terminate flag (default: the action's, or False).
+
+        Raises:
+            ActionDecodeError: non-finite values or wrong shape.
+        """
+        if isinstance(action, Action):
+            values = action.vector
+            term = action.terminate if terminate is None else terminate
+        else:
+            values = action
+            term = bool(terminate)
+        k = self.values_to_bins(values)
+        first = self.terminate_token if term else self.continue_token
+        return " ".join(str(int(t)) for t in (first, *k))
+
+
+@dataclasses.dataclass(frozen=True)
+class UnnormStats:
+    """OpenVLA action statistics for one dataset (``dataset_statistics.json[key]["action"]``).
+
+    Attributes:
+        q01, q99: ``float64 (7,)`` 1st and 99th percentiles of each action dimension.
+        mask: ``bool (7,)``; dimensions with False are not un-normalised (the gripper
+            in OpenVLA's datasets). Defaults to all True, as ``predict_action`` does.
+    """
+
+    q01: np.ndarray
+    q99: np.ndarray
+    mask: np.ndarray
+
+    @classmethod
+    def from_dict(cls, action_stats: Mapping[str, Any], dim: int = 7) -> "UnnormStats":
+        """Build from ``{"q01": [...], "q99": [...], "mask": [...]?}``.
+
+        Raises:
+            ValueError: missing keys, wrong length, non-finite values.
+        """
+        try:
+            q01 = np.asarray(action_stats["q01"], dtype=np.float64)
+            q99 = np.asarray(action_stats["q99"], dtype=np.float64)
+        except KeyError as e:
+            raise ValueError(f"action statistics need 'q01' and 'q99' (missing {e})") from None
+        mask = np.asarray(action_stats.get("mask", np.ones(dim, dtype=bool)), dtype=bool)
+        for name, arr in (("q01", q01), ("q99", q99), ("mask", mask)):
+            if arr.shape != (dim,):
+                raise ValueError(f"action statistics '{name}' must have {dim} values, got shape {arr.shape}")
+        if not (np.all(np.isfinite(q01)) and np.all(np.isfinite(q99))):
+            raise ValueError("action statistics q01/q99 must be finite")
+        return cls(q01=q01, q99=q99, mask=mask)
+
+
+def select_unnorm_stats(norm_stats: Mapping[str, Any], unnorm_key: str | None) -> tuple[str, UnnormStats]:
+    """Pick the statistics of one dataset from a ``dataset_statistics.json``-style dict.
+
+    Mirrors ``_check_unnorm_key`` in OpenVLA's ``modeling_prismatic.py``: with one
+    dataset the key may be omitted; with several it is required.
+
+    Returns:
+        ``(key, stats)``.
+
+    Raises:
+        ValueError: empty dict, key required but not given, or key not present
+            (the message lists the available keys).
+    """
+    if not norm_stats:
+        raise ValueError("no action statistics given (dataset_statistics.json is empty)")
+    keys = sorted(norm_stats)
+    if not unnorm_key:
+        if len(keys) != 1:
+            raise ValueError(f"the model has statistics for several datasets; set unnorm_key to one of {keys}")
+        unnorm_key = keys[0]
+    if unnorm_key not in norm_stats:
+        raise ValueError(f"unnorm_key {unnorm_key!r} not in the model's statistics; available: {keys}")
+    entry = norm_stats[unnorm_key]
+    action = entry.get("action", entry) if isinstance(entry, Mapping) else None
+    if not isinstance(action, Mapping):
+        raise ValueError(f"statistics for {unnorm_key!r} have no 'action' entry")
+    return unnorm_key, UnnormStats.from_dict(action)
+
+
+class OpenVLAActionTokenizer:
+    """OpenVLA action token codec and un-normalisation.
+
+    Upstream formulas (openvla/openvla ``prismatic/vla/action_tokenizer.py`` and
+    ``prismatic/extern/hf/modeling_prismatic.py::predict_action``)::
+
+        bins        = linspace(-1, 1, n_bins)            # 256 edges
+        bin_centers = (bins[:-1] + bins[1:]) / 2         # 255 centres
+        encode:  token_id = vocab_size - digitize(clip(a, -1, 1), bins)
+        decode:  idx = clip(vocab_size - token_id - 1, 0, 254); a = bin_centers[idx]
+        unnorm:  a = where(mask, 0.5 * (a + 1) * (q99 - q01) + q01, a)
+
+    ``vocab_size`` is the tokenizer's size **without** padding: ``predict_action``
+    uses ``config.text_config.vocab_size - config.pad_to_multiple_of`` (32000 for
+    the Llama-2 tokenizer of ``openvla-7b``).
+
+    Unlike upstream, which clips any id into range, ids outside the 256 action ids
+    ``[vocab_size - 256, vocab_size - 1]`` are rejected: they mean the model did
+    not emit an action.
+
+    Args:
+        vocab_size: tokenizer vocabulary size without padding.
+        stats: statistics for un-normalisation, or None to return normalised [-1, 1].
+        n_bins: 256 as upstream.
+        action_dim: 7 as upstream.
+    """
+
+    def __init__(self, vocab_size: int, stats: UnnormStats | None = None, n_bins: int = 256, action_dim: int = 7):
+        if vocab_size <= n_bins:
+            raise ValueError(f"vocab_size ({vocab_size}) must exceed n_bins ({n_bins})")
+        self.vocab_size = int(vocab_size)
+        self.n_bins = int(n_bins)
+        self.action_dim = int(action_dim)
+        self.stats = stats
+        self.bins = np.linspace(-1.0, 1.0, self.n_bins)
+        self.bin_centers = (self.bins[:-1] + self.bins[1:]) / 2.0
+
+    @property
+    def action_token_ids(self) -> range:
+        """The token ids that encode actions: ``[vocab_size - n_bins, vocab_size - 1]``."""
+        return range(self.vocab_size - self.n_bins, self.vocab_size)
+
+    def decode_normalized(self, token_ids: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Token ids -> ``float64 (action_dim,)`` normalised actions in [-1, 1].
+
+        Raises:
+            ActionDecodeError: wrong count, non-integer or non-action ids.
+        """
+        try:
+            ids = np.asarray(token_ids)
+        except Exception as e:  # noqa: BLE001 - anything unconvertible is malformed
+            raise ActionDecodeError(f"token ids not convertible to an array: {e}") from None
+        if ids.ndim != 1 or ids.shape[0] != self.action_dim:
+            raise ActionDecodeError(f"expected {self.action_dim} action token ids, got shape {ids.shape}")
+        if not np.issubdtype(ids.dtype, np.integer):
+            raise ActionDecodeError(f"token ids must be integers, got dtype {ids.dtype}")
+        ids = ids.astype(np.int64)
+        lo, hi = self.vocab_size - self.n_bins, self.vocab_size - 1
+        bad = ids[(ids < lo) | (ids > hi)]
+        if bad.size:
+            raise ActionDecodeError(f"token ids {bad.tolist()} are not action tokens [{lo}, {hi}]")
+        idx = np.clip(self.vocab_size - ids - 1, 0, self.bin_centers.shape[0] - 1)
+        return self.bin_centers[idx]
+
+    def unnormalize(self, normalized: np.ndarray) -> np.ndarray:
+        """Apply q01/q99 un-normalisation (identity without statistics)."""
+        if self.stats is None:
+            return np.asarray(normalized, dtype=np.float64)
+        s = self.stats
+        return np.where(s.mask, 0.5 * (normalized + 1.0) * (s.q99 - s.q01) + s.q01, normalized)
+
+    def decode(self, token_ids: Sequence[int] | np.ndarray, text: str = "") -> Action:
+        """Token ids -> :class:`Action` (terminate always False: OpenVLA has no done
+        token, openvla issue #45; episodes end by step or time limit).
+
+        Raises:
+            ActionDecodeError: see :meth:`decode_normalized`.
+        """
+        a = self.unnormalize(self.decode_normalized(token_ids))
+        return Action(
+            terminate=False,
+            delta_position=a[0:3].copy(),
+            delta_rotation=a[3:6].copy(),
+            gripper=float(a[6]),
+            tokens=tuple(int(t) for t in np.asarray(token_ids).tolist()),
+            text=text,
+        )
+
+    def decode_text(self, text: str) -> Action:
+        """Decode whitespace-separated token ids (the CLI's ``--format openvla``).
+
+        Raises:
+            ActionDecodeError: malformed text or ids.
+        """
+        text = _check_text(text)
+        fields = text.split()
+        for f in fields:
+            if not _INT_RE.fullmatch(f):
+                raise ActionDecodeError(f"token id is not a non-negative integer: {f[:20]!r}")
+        return self.decode(np.array([int(f) for f in fields], dtype=np.int64), text=text)
+
+    def encode_normalized(self, normalized: Sequence[float] | np.ndarray) -> np.ndarray:
+        """Normalised actions in [-1, 1] -> ``int64 (action_dim,)`` token ids (upstream encode).
+
+        Raises:
+            ActionDecodeError: non-finite values or wrong shape.
+        """
+        a = np.asarray(normalized, dtype=np.float64).reshape(-1)
+        if a.shape != (self.action_dim,) or not np.all(np.isfinite(a)):
+            raise ActionDecodeError(f"expected {self.action_dim} finite values, got {a.tolist()}")
+        return (self.vocab_size - np.digitize(np.clip(a, -1.0, 1.0), self.bins)).astype(np.int64)

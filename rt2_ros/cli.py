@@ -1,0 +1,79 @@
+"""``rt2-ros`` command line (argparse, stdlib).
+
+Subcommands live in their own modules, imported only when used, so ``rt2-ros decode``
+never imports torch. Each module provides ``add_arguments(parser)`` and ``run(args) -> int``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+
+# name -> (module, help)
+SUBCOMMANDS = {
+    "decode": ("rt2_ros.cli", "decode model output into an action (JSON with units)"),
+    "make-test-model": ("rt2_ros.testing.make_model", "build an offline PaliGemma-architecture test model"),
+    "serve": ("rt2_ros.server", "run the remote inference server"),
+    "demo": ("rt2_ros.sim.demo", "closed-loop simulation demo: sim + rt2 node + policy"),
+}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Arguments of ``rt2-ros decode``."""
+    p.add_argument("text", help='model output, e.g. "1 128 124 136 121 158 111 255" or token ids')
+    p.add_argument("--format", choices=["rt2", "openvla"], default="rt2", help="action format (default rt2)")
+    p.add_argument("--config", default=None, help="parameters file (default: config/rt2.yaml)")
+    p.add_argument("--vocab-size", type=int, default=None, help="openvla: tokenizer vocab size w/o padding")
+    p.add_argument("--statistics", default=None, help="openvla: dataset_statistics.json for un-normalisation")
+    p.add_argument("--unnorm-key", default=None, help="openvla: statistics key")
+
+
+def run(args: argparse.Namespace) -> int:
+    """``rt2-ros decode``: print the action as JSON; exit 1 with the reason on bad input."""
+    from rt2_ros.action_tokenizer import ActionDecodeError, OpenVLAActionTokenizer, select_unnorm_stats
+    from rt2_ros.config import ConfigError, load_config
+    from rt2_ros.factory import make_rt2_tokenizer
+
+    try:
+        cfg = load_config(args.config)
+        if args.format == "rt2":
+            action = make_rt2_tokenizer(cfg.action).decode(args.text)
+        else:
+            stats = None
+            if args.statistics:
+                with open(args.statistics) as f:
+                    _, stats = select_unnorm_stats(json.load(f), args.unnorm_key)
+            vocab = args.vocab_size or cfg.action.openvla_vocab_size
+            action = OpenVLAActionTokenizer(vocab, stats).decode_text(args.text)
+    except (ActionDecodeError, ConfigError, ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    out = {"format": args.format, **action.to_dict()}
+    print(json.dumps(out, indent=2))
+    return 0
+
+
+def build_parser(wanted: str | None = None) -> argparse.ArgumentParser:
+    """The parser; only subcommand ``wanted`` gets its arguments (its module is imported)."""
+    parser = argparse.ArgumentParser(prog="rt2-ros", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (module, help_) in SUBCOMMANDS.items():
+        p = sub.add_parser(name, help=help_, description=help_)
+        # Only the chosen subcommand's module is imported (keeps `decode` torch-free and fast).
+        if name == wanted:
+            mod = importlib.import_module(module)
+            mod.add_arguments(p)
+            p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(argv[0] if argv else None).parse_args(argv)
+    return int(args._run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,275 @@
+"""Configuration: one schema for ``config/rt2.yaml``, the core and the node's ROS parameters.
+
+The schema is a pydantic model (validation, types, ranges and descriptions in one
+place; pydantic is a well-kept library, so we do not hand-roll validation). The node
+walks it to declare typed ROS parameters with ranges and descriptions
+(:func:`flat_fields`) and rebuilds a validated :class:`RT2Config` from their values
+(:func:`config_from_flat`). ROS-free.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Iterator, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+__all__ = [
+    "RT2Config",
+    "ConfigError",
+    "load_config",
+    "default_config_path",
+    "flat_fields",
+    "config_to_flat",
+    "config_from_flat",
+]
+
+
+class ConfigError(ValueError):
+    """A parameter file or value that does not validate; the message names each bad field."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ActionConfig(_Section):
+    format: Literal["rt2", "openvla"] = Field("rt2", description="rt2: 8 integers in 256 bins; openvla: 7 token ids")
+    bins: int = Field(256, ge=2, le=4096, description="bins per continuous dimension (RT-2: 256)")
+    decode_to: Literal["center", "edge"] = Field("center", description="decode bins to centres or RT-1 edges")
+    terminate_token: int = Field(0, ge=0, description="first-field value that means terminate (RT-1: 0)")
+    continue_token: int = Field(1, ge=0, description="first-field value for keep going (RT-1: 1)")
+    rotation_convention: Literal["rpy", "rotvec"] = Field(
+        "rpy", description="rotation delta as roll-pitch-yaw (extrinsic xyz) or rotation vector"
+    )
+    low: list[float] = Field(
+        [-0.05, -0.05, -0.05, -0.25, -0.25, -0.25, 0.0],
+        description="lower bounds dx dy dz [m] drx dry drz [rad] gripper",
+    )
+    high: list[float] = Field(
+        [0.05, 0.05, 0.05, 0.25, 0.25, 0.25, 1.0],
+        description="upper bounds dx dy dz [m] drx dry drz [rad] gripper",
+    )
+    openvla_vocab_size: int = Field(32000, ge=257, description="OpenVLA tokenizer vocab size without padding")
+    unnorm_key: str = Field("", description="OpenVLA dataset statistics key; empty = the only one")
+    statistics_path: str = Field("", description="dataset_statistics.json path; empty = in model_path")
+
+    @model_validator(mode="after")
+    def _check(self) -> "ActionConfig":
+        if len(self.low) != 7 or len(self.high) != 7:
+            raise ValueError("action.low and action.high need 7 values each")
+        if any(h <= lo for lo, h in zip(self.low, self.high)):
+            raise ValueError("action.high must exceed action.low in every dimension")
+        if self.terminate_token >= self.bins or self.continue_token >= self.bins:
+            raise ValueError("terminate_token and continue_token must be < bins")
+        if self.terminate_token == self.continue_token:
+            raise ValueError("terminate_token and continue_token must differ")
+        return self
+
+
+class PolicyConfig(_Section):
+    backend: Literal["local", "remote", "scripted"] = Field("local", description="local | remote | scripted")
+    model_path: str = Field("", description="local checkpoint directory")
+    prompt: Literal["rt2", "openvla", "cot"] = Field("rt2", description="prompt template")
+    dtype: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="model dtype")
+    device: str = Field("cpu", description="torch device: cpu, cuda, cuda:N")
+    num_threads: int = Field(0, ge=0, le=256, description="torch CPU threads, 0 = default")
+    server_url: str = Field("ws://127.0.0.1:8000", description="remote inference server URL")
+    api_key_env: str = Field("RT2_API_KEY", description="environment variable with the server API key")
+    timeout_s: float = Field(1.0, gt=0.0, le=60.0, description="remote reply timeout [s]")
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        if v != "cpu" and not (v == "cuda" or (v.startswith("cuda:") and v[5:].isdigit())):
+            raise ValueError("device must be cpu, cuda or cuda:N")
+        return v
+
+
+class ControlConfig(_Section):
+    period_s: float = Field(0.2, gt=0.0, le=10.0, description="control period, one model action per period [s]")
+    servo_rate_hz: float = Field(50.0, gt=0.0, le=1000.0, description="twist publishing rate [Hz]")
+    max_steps: int = Field(100, ge=1, description="episode step limit")
+    max_duration_s: float = Field(120.0, gt=0.0, description="episode time limit [s]")
+    terminate_debounce: int = Field(1, ge=1, le=100, description="consecutive terminate tokens needed")
+
+
+class FramesConfig(_Section):
+    planning_frame: str = Field("panda_link0", min_length=1, description="frame of the workspace box")
+    command_frame: str = Field("panda_link0", min_length=1, description="frame_id of twists to Servo")
+    ee_frame: str = Field("panda_hand", min_length=1, description="end-effector frame")
+
+
+class SafetyConfig(_Section):
+    max_linear_speed_axis_mps: float = Field(0.25, gt=0.0, le=5.0, description="per-axis linear speed cap [m/s]")
+    max_linear_speed_mps: float = Field(0.3, gt=0.0, le=5.0, description="linear speed norm cap [m/s]")
+    max_angular_speed_axis_radps: float = Field(1.0, gt=0.0, le=20.0, description="per-axis angular speed cap [rad/s]")
+    max_angular_speed_radps: float = Field(1.2, gt=0.0, le=20.0, description="angular speed norm cap [rad/s]")
+    max_linear_accel_mps2: float = Field(3.0, gt=0.0, le=100.0, description="linear slew limit [m/s^2]")
+    max_angular_accel_radps2: float = Field(12.0, gt=0.0, le=500.0, description="angular slew limit [rad/s^2]")
+    workspace_enabled: bool = Field(True, description="clip motion at the workspace box faces")
+    workspace_min: list[float] = Field([0.2, -0.5, 0.0], description="box minimum x y z in planning_frame [m]")
+    workspace_max: list[float] = Field([0.8, 0.5, 0.8], description="box maximum x y z in planning_frame [m]")
+    require_ee_pose: bool = Field(False, description="no motion while the end-effector pose is unknown")
+    max_image_age_s: float = Field(1.0, gt=0.0, description="stop when the newest image is older [s]")
+    max_action_age_s: float = Field(1.0, gt=0.0, description="stop when the newest action is older [s]")
+    max_pose_age_s: float = Field(0.5, gt=0.0, description="older end-effector pose counts as unknown [s]")
+
+    @model_validator(mode="after")
+    def _check(self) -> "SafetyConfig":
+        if len(self.workspace_min) != 3 or len(self.workspace_max) != 3:
+            raise ValueError("safety.workspace_min and workspace_max need 3 values each")
+        if any(h <= lo for lo, h in zip(self.workspace_min, self.workspace_max)):
+            raise ValueError("safety.workspace_max must exceed workspace_min on every axis")
+        return self
+
+
+class GripperConfig(_Section):
+    enabled: bool = Field(True, description="publish gripper commands")
+    output: Literal["float64", "action"] = Field("float64", description="std_msgs/Float64 or GripperCommand action")
+    binarize: bool = Field(False, description="snap the command to 0/1 at threshold")
+    threshold: float = Field(0.5, ge=0.0, le=1.0, description="binarisation threshold on the [0, 1] command")
+    invert: bool = Field(False, description="model value means closedness")
+    open_position_m: float = Field(0.04, ge=0.0, description="GripperCommand position for open [m]")
+    closed_position_m: float = Field(0.0, ge=0.0, description="GripperCommand position for closed [m]")
+    max_effort_n: float = Field(40.0, ge=0.0, description="GripperCommand max effort [N]")
+
+
+class TopicsConfig(_Section):
+    image: str = Field("/camera/image_raw", description="sensor_msgs/Image input")
+    compressed_image: str = Field("", description="sensor_msgs/CompressedImage input; empty = off")
+    instruction: str = Field("/rt2/instruction", description="std_msgs/String input")
+    ee_pose: str = Field("/rt2/ee_pose", description="geometry_msgs/PoseStamped input when TF is not used")
+    twist: str = Field("/servo_node/delta_twist_cmds", description="geometry_msgs/TwistStamped output")
+    gripper: str = Field("/rt2/gripper_command", description="gripper output topic or action name")
+    action: str = Field("/rt2/action", description="rt2_ros/RT2Action output")
+    episode: str = Field("/rt2/episode", description="rt2_ros/EpisodeStatus output")
+    markers: str = Field("/rt2/markers", description="visualization_msgs/MarkerArray output")
+    annotated_image: str = Field("/rt2/annotated_image", description="annotated camera image output")
+
+
+class ServoConfig(_Section):
+    namespace: str = Field("/servo_node", description="MoveIt Servo node name")
+    distro: Literal["auto", "jazzy", "humble"] = Field("auto", description="Servo interface generation")
+    use_tf: bool = Field(True, description="end-effector pose from TF when tf2_ros is importable")
+
+
+class ResetConfig(_Section):
+    home_named_state: str = Field("ready", description="SRDF named state for /rt2/reset")
+    home_before_episode: bool = Field(False, description="go home before every episode")
+    reset_service: str = Field("/sim/reset", description="std_srvs/Trigger fallback reset service")
+
+
+class RT2Config(_Section):
+    """All parameters of ``config/rt2.yaml`` (see that file for units and meaning)."""
+
+    action: ActionConfig = ActionConfig()
+    policy: PolicyConfig = PolicyConfig()
+    control: ControlConfig = ControlConfig()
+    frames: FramesConfig = FramesConfig()
+    safety: SafetyConfig = SafetyConfig()
+    gripper: GripperConfig = GripperConfig()
+    topics: TopicsConfig = TopicsConfig()
+    servo: ServoConfig = ServoConfig()
+    reset: ResetConfig = ResetConfig()
+
+
+def default_config_path() -> Path:
+    """``config/rt2.yaml`` of the source tree, or of the installed share directory."""
+    here = Path(__file__).resolve().parent
+    for cand in (here.parent / "config" / "rt2.yaml",):
+        if cand.is_file():
+            return cand
+    try:  # installed by colcon / pip data_files
+        from ament_index_python.packages import get_package_share_directory  # type: ignore
+
+        return Path(get_package_share_directory("rt2_ros")) / "config" / "rt2.yaml"
+    except Exception:  # noqa: BLE001 - ament index absent or package not installed
+        import sys
+
+        return Path(sys.prefix) / "share" / "rt2_ros" / "config" / "rt2.yaml"
+
+
+def _format_validation_error(e: ValidationError) -> str:
+    parts = []
+    for err in e.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "(root)"
+        parts.append(f"{loc}: {err['msg']}")
+    return "invalid rt2_ros configuration: " + "; ".join(parts)
+
+
+def _ros_params_section(data: Any, path: str) -> dict:
+    """Accept both the ROS params-file form ``{node: {ros__parameters: {...}}}`` and plain."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping")
+    for v in data.values():
+        if isinstance(v, dict) and "ros__parameters" in v:
+            return v["ros__parameters"] or {}
+    return data
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: dict[str, Any] | None = None) -> RT2Config:
+    """Load and validate a parameters file.
+
+    Args:
+        path: YAML file (ROS params-file form or plain nested form); default
+            :func:`default_config_path`.
+        overrides: dotted names to values, e.g. ``{"control.period_s": 0.1}``.
+
+    Raises:
+        ConfigError: unreadable file, unknown key, wrong type or out-of-range value.
+    """
+    path = Path(path) if path is not None else default_config_path()
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as e:
+        raise ConfigError(f"cannot read config {path}: {e}") from None
+    nested = _ros_params_section(data, str(path))
+    if overrides:
+        flat = dict(config_to_flat(_validate(nested)))
+        flat.update(overrides)
+        return config_from_flat(flat)
+    return _validate(nested)
+
+
+def _validate(nested: dict) -> RT2Config:
+    try:
+        return RT2Config.model_validate(nested)
+    except ValidationError as e:
+        raise ConfigError(_format_validation_error(e)) from None
+
+
+def flat_fields(model: type[BaseModel] = RT2Config, prefix: str = "") -> Iterator[tuple[str, Any, Any]]:
+    """Yield ``(dotted_name, pydantic FieldInfo, annotation)`` for every leaf parameter."""
+    for name, info in model.model_fields.items():
+        ann = info.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            yield from flat_fields(ann, prefix + name + ".")
+        else:
+            yield prefix + name, info, ann
+
+
+def config_to_flat(cfg: RT2Config) -> dict[str, Any]:
+    """``{"control.period_s": 0.2, ...}`` for every leaf parameter."""
+    out: dict[str, Any] = {}
+    for section, sub in cfg:
+        for name, value in sub:
+            out[f"{section}.{name}"] = value
+    return out
+
+
+def config_from_flat(flat: dict[str, Any]) -> RT2Config:
+    """Rebuild a validated config from dotted names (e.g. the node's parameters).
+
+    Raises:
+        ConfigError: unknown name or invalid value.
+    """
+    nested: dict[str, dict[str, Any]] = {}
+    for key, value in flat.items():
+        section, _, name = key.partition(".")
+        if not name or "." in name:
+            raise ConfigError(f"invalid rt2_ros configuration: unknown parameter {key!r}")
+        nested.setdefault(section, {})[name] = list(value) if isinstance(value, tuple) else value
+    return _validate(nested)

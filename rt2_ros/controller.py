@@ -1,0 +1,268 @@
+"""The control loop core: observations and instructions in, servo commands out.
+
+The rclpy node (``rt2_ros.node``) is a thin shell around :class:`Controller`: it
+converts messages, calls these methods from its callbacks, and publishes what they
+return. ROS-free and clock-agnostic (every method takes ``now_s``); thread-safe, so
+:meth:`Controller.step` (the model, slow) runs on a worker thread while
+:meth:`Controller.servo_command` (fast) runs on the servo timer.
+
+Per control period the worker calls :meth:`step`: the policy runs on the newest
+image, its output is decoded; a valid action becomes the velocity ``delta / period``
+(:func:`rt2_ros.motion.delta_to_twist`) held for one control period, then zero
+until the next action (``shared/docs/rt2-reference.md``, MoveIt Servo: twists are
+velocities). Every servo tick passes the :class:`~rt2_ros.safety.SafetyEnvelope`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+
+import numpy as np
+
+from rt2_ros.action_tokenizer import Action
+from rt2_ros.config import RT2Config
+from rt2_ros.episode import Episode, EpisodeState, Transition
+from rt2_ros.motion import Twist, delta_to_twist, gripper_command
+from rt2_ros.policies.base import Policy, PolicyError, PolicyResult, check_image
+from rt2_ros.safety import SafetyEnvelope, ServoCommand
+
+__all__ = ["Controller", "StepOutcome"]
+
+log = logging.getLogger("rt2_ros.controller")
+
+
+@dataclasses.dataclass(frozen=True)
+class StepOutcome:
+    """What one control step did (the node publishes it as ``RT2Action``).
+
+    Attributes:
+        episode_id: the episode this step belongs to.
+        instruction: its instruction.
+        result: the policy's answer (None when the policy failed or was not run).
+        action: the accepted action (None when rejected or the policy failed).
+        twist: the velocity that will be held for the control period (zero if none).
+        gripper: gripper command in [0, 1] (1 = open) to send now, or None = hold.
+        rejected: why no motion was commanded (decode error, policy error, stale
+            image, ...), or None.
+        transitions: episode transitions this step caused.
+        latency_ms: wall time of the policy call, ms.
+    """
+
+    episode_id: int
+    instruction: str
+    result: PolicyResult | None
+    action: Action | None
+    twist: Twist
+    gripper: float | None
+    rejected: str | None
+    transitions: tuple[Transition, ...]
+    latency_ms: float
+
+
+class Controller:
+    """Episode + policy + codec + safety envelope, driven by the caller's clock.
+
+    Args:
+        cfg: the whole configuration.
+        policy: any :class:`~rt2_ros.policies.base.Policy`.
+        clock: wall clock used only to measure latency (default ``time.perf_counter``).
+    """
+
+    def __init__(self, cfg: RT2Config, policy: Policy, clock=time.perf_counter):
+        self.cfg = cfg
+        self.policy = policy
+        self._clock = clock
+        self._lock = threading.RLock()
+        self._transitions: list[Transition] = []
+        self.episode = Episode(
+            cfg.control.max_steps, cfg.control.max_duration_s, cfg.control.terminate_debounce,
+            on_stop=self._on_stop,
+        )
+        self.envelope = SafetyEnvelope(cfg.safety, servo_period_s=1.0 / cfg.control.servo_rate_hz)
+        self._image: np.ndarray | None = None
+        self._image_stamp_s: float | None = None
+        self._ee_position: np.ndarray | None = None
+        self._ee_stamp_s: float | None = None
+        self._R_pc: np.ndarray | None = None
+        self._twist = Twist.zero()
+        self._twist_until_s = -np.inf
+        self.last_stop_reasons: tuple[str, ...] = ()
+
+    # -- inputs ----------------------------------------------------------------------
+    def _on_stop(self, t: Transition) -> None:
+        self._twist, self._twist_until_s = Twist.zero(), -np.inf
+        self.envelope.reset_slew()
+
+    def _record(self, ts) -> list[Transition]:
+        ts = [t for t in ts if t is not None]
+        self._transitions.extend(ts)
+        return ts
+
+    def on_image(self, image: np.ndarray, stamp_s: float) -> None:
+        """Store the newest RGB image (uint8 (H, W, 3)) stamped ``stamp_s`` (s).
+
+        Raises:
+            ValueError: bad image (the previous image stays; nothing moves on it).
+        """
+        check_image(image)
+        if not np.isfinite(stamp_s):
+            raise ValueError(f"image stamp must be finite, got {stamp_s}")
+        with self._lock:
+            if self._image_stamp_s is not None and stamp_s < self._image_stamp_s:
+                return  # out-of-order frame: keep the newer one
+            self._image, self._image_stamp_s = image, float(stamp_s)
+            self.envelope.image_watchdog.feed(stamp_s)
+
+    def on_ee_pose(self, position: np.ndarray, stamp_s: float, rotation_planning_from_command=None) -> None:
+        """Store the end-effector position (m, planning frame) stamped ``stamp_s``.
+
+        Raises:
+            ValueError: not 3 finite values.
+        """
+        p = np.asarray(position, dtype=np.float64)
+        if p.shape != (3,) or not np.all(np.isfinite(p)) or not np.isfinite(stamp_s):
+            raise ValueError(f"end-effector position must be 3 finite values, got {position!r}")
+        with self._lock:
+            self._ee_position, self._ee_stamp_s = p, float(stamp_s)
+            self._R_pc = None if rotation_planning_from_command is None else np.asarray(rotation_planning_from_command)
+
+    def on_instruction(self, text: str, now_s: float) -> list[Transition]:
+        """Start an episode (preempting a running one).
+
+        Raises:
+            ValueError: empty instruction, or the e-stop is engaged.
+        """
+        with self._lock:
+            if self.envelope.estop_engaged:
+                raise ValueError("emergency stop is engaged; clear it (/rt2/e_stop false) before a new episode")
+            ts = self.episode.start(text, now_s)
+            self.envelope.action_watchdog.feed(now_s)  # the first action has max_action_age_s to arrive
+            self.policy.reset()
+            return self._record(ts)
+
+    def cancel(self, now_s: float) -> Transition | None:
+        """End the running episode as ``cancelled`` (``/rt2/stop``)."""
+        with self._lock:
+            return (self._record([self.episode.cancel(now_s)]) or [None])[0]
+
+    def set_estop(self, engaged: bool, now_s: float) -> Transition | None:
+        """Latch (True) or clear (False) the emergency stop; latching ends the episode."""
+        with self._lock:
+            if engaged:
+                self.envelope.engage_estop()
+                return (self._record([self.episode.e_stop(now_s)]) or [None])[0]
+            self.envelope.clear_estop()
+            return None
+
+    def fault(self, detail: str, now_s: float) -> Transition | None:
+        """End the running episode as ``fault`` (e.g. Servo reported a halt)."""
+        with self._lock:
+            return (self._record([self.episode.fault(detail, now_s)]) or [None])[0]
+
+    def drain_transitions(self) -> list[Transition]:
+        """Transitions since the last call, oldest first (publish each on /rt2/episode)."""
+        with self._lock:
+            out, self._transitions = self._transitions, []
+            return out
+
+    # -- the model step ------------------------------------------------------------------
+    def step(self, now_s: float) -> StepOutcome | None:
+        """One control step: run the policy on the newest image and arm the twist.
+
+        Call once per control period from a worker thread. Returns None when no
+        episode is running (nothing was done).
+        """
+        with self._lock:
+            ts = self._record([self.episode.tick(now_s)])
+            if not self.episode.running:
+                return None if not ts else self._outcome(None, None, "episode ended", ts, 0.0)
+            episode_id, instruction = self.episode.episode_id, self.episode.instruction
+            image, image_stamp = self._image, self._image_stamp_s
+            if image is None or self.envelope.image_watchdog.expired(now_s):
+                age = self.envelope.image_watchdog.age(now_s)
+                return self._outcome(None, None, f"no fresh image (newest is {age:.2f} s old)", ts, 0.0)
+
+        t0 = self._clock()
+        try:
+            result = self.policy.infer(image, instruction)
+            error = result.error
+        except (PolicyError, ValueError) as e:
+            result, error = None, f"policy failed: {e}"
+        except Exception as e:  # noqa: BLE001 - a backend bug must not kill the loop
+            log.exception("policy raised")
+            result, error = None, f"policy raised {type(e).__name__}: {e}"
+        latency_ms = (self._clock() - t0) * 1e3
+
+        with self._lock:
+            if self.episode.episode_id != episode_id or not self.episode.running:
+                return self._outcome(result, None, "episode changed during inference", [], latency_ms)
+            if result is None or result.action is None:
+                # Garbage output or backend failure: no motion, count the step.
+                ts += self._record([self.episode.on_action(False, now_s)])
+                return self._outcome(result, None, error or "no action", ts, latency_ms)
+            action = result.action
+            try:
+                twist = delta_to_twist(action, self.cfg.control.period_s, self.cfg.action.rotation_convention)
+                grip = None
+                if self.cfg.gripper.enabled:
+                    g = self.cfg.gripper
+                    lo, hi = self._gripper_range()
+                    grip = gripper_command(action.gripper, lo, hi, g.invert, g.binarize, g.threshold)
+            except ValueError as e:
+                ts += self._record([self.episode.on_action(False, now_s)])
+                return self._outcome(result, None, f"invalid action: {e}", ts, latency_ms)
+            end = self.episode.on_action(action.terminate, now_s)
+            ts += self._record([end])
+            done = self._clock()
+            now_after = now_s + (done - t0)
+            self.envelope.action_watchdog.feed(now_after)
+            if end is not None or self.episode.pending_terminate():
+                return self._outcome(result, action, None, ts, latency_ms, twist=Twist.zero(), gripper=None)
+            self._twist = twist
+            self._twist_until_s = now_after + self.cfg.control.period_s
+            return self._outcome(result, action, None, ts, latency_ms, twist=twist, gripper=grip)
+
+    def _gripper_range(self) -> tuple[float, float]:
+        if self.cfg.action.format == "openvla":
+            return 0.0, 1.0  # OpenVLA data: 0 = close, 1 = open (rt2-reference.md)
+        return self.cfg.action.low[6], self.cfg.action.high[6]
+
+    def _outcome(self, result, action, rejected, ts, latency_ms, twist=None, gripper=None) -> StepOutcome:
+        return StepOutcome(
+            self.episode.episode_id, self.episode.instruction, result, action,
+            twist if twist is not None else Twist.zero(), gripper, rejected, tuple(ts), latency_ms,
+        )
+
+    # -- the servo tick ---------------------------------------------------------------------
+    def servo_command(self, now_s: float) -> ServoCommand:
+        """The twist to publish now (call at the servo rate).
+
+        While an action's period lasts: its velocity, limited by the envelope; after
+        it, or outside a running episode: zero (a stop).
+        """
+        with self._lock:
+            ts = self._record([self.episode.tick(now_s)])
+            running = self.episode.running
+            if not running or now_s >= self._twist_until_s:
+                twist, horizon = Twist.zero(), 0.0
+            else:
+                twist, horizon = self._twist, self._twist_until_s - now_s
+            ee = self._ee_position
+            if ee is not None and (self._ee_stamp_s is None or now_s - self._ee_stamp_s > self.cfg.safety.max_pose_age_s):
+                ee = None
+            cmd = self.envelope.filter(
+                twist, now_s, ee_position=ee, horizon_s=horizon,
+                rotation_planning_from_command=self._R_pc, watch_inputs=running,
+            )
+            if cmd.stop and not twist.is_zero:
+                log.debug("stop: %s", cmd.reasons)
+            if ts or (cmd.stop and cmd.reasons):
+                self.last_stop_reasons = cmd.reasons
+            return cmd
+
+    @property
+    def state(self) -> EpisodeState:
+        return self.episode.state

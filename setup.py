@@ -1,0 +1,47 @@
+"""pip install path for the ROS-free core (and everything else that is plain Python).
+
+`colcon build` does not use this file: the package is ament_cmake (see CMakeLists.txt),
+which generates the messages and installs the same Python package.
+"""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="rt2_ros",
+    version="0.1.0",
+    description="RT-2-style vision-language-action models driving MoveIt Servo from ROS 2",
+    license="Apache-2.0",
+    packages=find_packages(include=["rt2_ros", "rt2_ros.*"]),
+    package_data={"rt2_ros": ["py.typed"]},
+    data_files=[
+        ("share/ament_index/resource_index/packages", ["resource/rt2_ros"]),
+        ("share/rt2_ros", ["package.xml"]),
+        ("share/rt2_ros/config", ["config/rt2.yaml"]),
+    ],
+    python_requires=">=3.10",
+    install_requires=[
+        "numpy>=1.22",
+        "scipy>=1.8",
+        "PyYAML>=5.4",
+        "pydantic>=2.0",
+    ],
+    extras_require={
+        # torch stays at 2.13.0 on the project's machines; any torch 2.x works for users.
+        "inference": ["torch>=2.1", "transformers>=4.46", "tokenizers>=0.19", "sentencepiece>=0.1.99", "pillow>=9"],
+        "server": ["websockets>=12", "msgpack>=1.0"],
+        "sim": ["pybullet>=3.2.5", "matplotlib>=3.5", "tqdm>=4.60", "pillow>=9"],
+        "record": ["mcap>=1.1", "mcap-ros2-support>=0.5"],
+        "test": ["pytest>=7", "hypothesis>=6"],
+    },
+    entry_points={
+        "console_scripts": [
+            "rt2-ros = rt2_ros.cli:main",
+        ],
+    },
+    classifiers=[
+        "Programming Language :: Python :: 3.10",
+        "Programming Language :: Python :: 3.11",
+        "Programming Language :: Python :: 3.12",
+        "License :: OSI Approved :: Apache Software License",
+    ],
+)
