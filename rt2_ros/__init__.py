@@ -9,3 +9,8 @@ its generated ``rt2_ros/msg`` into the same Python package.
 """
 
 __version__ = "0.1.0"
+
+# The source tree and a colcon install both hold an rt2_ros directory; only the
+# install has the generated messages (rt2_ros.msg). Let the package span both, so
+# `import rt2_ros.msg` works whichever copy comes first on sys.path (stdlib pkgutil).
+__path__ = __import__("pkgutil").extend_path(__path__, __name__)

@@ -244,7 +244,7 @@ class Controller:
         it, or outside a running episode: zero (a stop).
         """
         with self._lock:
-            ts = self._record([self.episode.tick(now_s)])
+            ts = self._record([self.episode.tick(now_s, check_steps=False)])
             running = self.episode.running
             if not running or now_s >= self._twist_until_s:
                 twist, horizon = Twist.zero(), 0.0

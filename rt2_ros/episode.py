@@ -153,17 +153,19 @@ class Episode:
             return self.finish(EndReason.TERMINATE, now_s)
         return None
 
-    def tick(self, now_s: float) -> Transition | None:
-        """Check the step and time limits; returns the transition if the episode ended.
+    def tick(self, now_s: float, check_steps: bool = True) -> Transition | None:
+        """Check the time limit and (with ``check_steps``) the step limit; returns the
+        transition if the episode ended.
 
-        The step limit is checked here rather than in :meth:`on_action`, so the last
-        allowed action gets its whole control period before the stop.
+        The step limit is checked when the next step is due (the controller's
+        ``step``), not in :meth:`on_action`, so the last allowed action gets its whole
+        control period before the stop.
         """
         if not self.running:
             return None
         if self.elapsed_s(now_s) >= self.max_duration_s:
             return self.finish(EndReason.TIME_LIMIT, now_s)
-        if self.step >= self.max_steps:
+        if check_steps and self.step >= self.max_steps:
             return self.finish(EndReason.STEP_LIMIT, now_s)
         return None
 

@@ -21,7 +21,9 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 touch "$VENV/COLCON_IGNORE"   # colcon must not look for packages inside the venv
 
-deps_hash="$(_hash "$ROOT/requirements/ros-jazzy.txt" "$ROOT/requirements/python.txt" "$ROOT/setup.py")"
+# The stamp covers the requirement files and this checkout's path (the project is
+# installed editable, so another clone sharing the venv re-points it).
+deps_hash="$( (echo "$ROOT"; cat "$ROOT/requirements/ros-jazzy.txt" "$ROOT/requirements/python.txt" "$ROOT/setup.py") | sha256sum | cut -d' ' -f1)"
 if [ "$(cat "$VENV/.rt2-deps" 2>/dev/null)" != "$deps_hash" ]; then
   echo "[bootstrap] installing Python dependencies (ROS 2 Jazzy wheels, torch CPU, ...)"
   # One resolver run for both files, so ROS's pins (colcon: setuptools<80) hold for all.

@@ -1,0 +1,18 @@
+"""Shared pytest setup for rt2_ros.
+
+Tests run with the environment of scripts/run_tests.sh (venv + colcon install
+sourced, HF_HUB_OFFLINE=1). Fixtures that build models live in fixtures_models.py.
+"""
+
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TEST_DIR = Path(__file__).resolve().parent
+for p in (str(TEST_DIR),):
+    if p not in sys.path:
+        sys.path.insert(0, p)
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
