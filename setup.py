@@ -31,7 +31,7 @@ setup(
         "server": ["websockets>=12", "msgpack>=1.0"],
         "sim": ["pybullet>=3.2.5", "matplotlib>=3.5", "tqdm>=4.60", "pillow>=9"],
         "record": ["mcap>=1.1", "mcap-ros2-support>=0.5"],
-        "test": ["pytest>=7", "hypothesis>=6"],
+        "test": ["pytest>=7", "hypothesis>=6", "pytest-timeout>=2.1"],
     },
     entry_points={
         "console_scripts": [
