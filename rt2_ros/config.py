@@ -158,6 +158,7 @@ class ServoConfig(_Section):
 
 class ResetConfig(_Section):
     home_named_state: str = Field("ready", description="SRDF named state for /rt2/reset")
+    planning_group: str = Field("panda_arm", min_length=1, description="MoveIt planning group moved by /rt2/reset")
     home_before_episode: bool = Field(False, description="go home before every episode")
     reset_service: str = Field("/sim/reset", description="std_srvs/Trigger fallback reset service")
 

@@ -12,7 +12,6 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${RT2_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/rt2_ros/venv}"
 PY="${PYTHON:-python3}"
 
-_hash() { cat "$@" 2>/dev/null | sha256sum | cut -d' ' -f1; }
 
 if [ ! -x "$VENV/bin/python" ]; then
   echo "[bootstrap] creating venv $VENV"
@@ -37,7 +36,11 @@ fi
 source "$VENV/bin/activate"
 export AMENT_PREFIX_PATH="$VENV${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}"
 
-build_hash="$(_hash "$ROOT/CMakeLists.txt" "$ROOT/package.xml" "$ROOT"/msg/*.msg "$ROOT"/scripts/rt2_node)"
+# With --symlink-install, edits to installed files need no rebuild, but a new file
+# (module, launch file, script) does: the stamp covers the build files and the list of
+# installed file names.
+build_hash="$( (cat "$ROOT/CMakeLists.txt" "$ROOT/package.xml" "$ROOT"/msg/*.msg; \
+  cd "$ROOT" && find rt2_ros launch config rviz scripts -type f -not -name '*.pyc' | sort) | sha256sum | cut -d' ' -f1)"
 if [ "$(cat "$ROOT/install/.rt2-build" 2>/dev/null)" != "$build_hash" ] || [ ! -f "$ROOT/install/setup.bash" ]; then
   echo "[bootstrap] colcon build (messages + Python package)"
   (cd "$ROOT" && colcon build --symlink-install --base-paths . --packages-select rt2_ros \

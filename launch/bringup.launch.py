@@ -1,0 +1,98 @@
+"""Bring up the rt2 node (and RViz): ``ros2 launch rt2_ros bringup.launch.py``.
+
+Examples::
+
+    ros2 launch rt2_ros bringup.launch.py model_path:=/models/my_rt2 camera_topic:=/camera/color/image_raw
+    ros2 launch rt2_ros bringup.launch.py backend:=remote server_url:=ws://gpu-box:8000 rviz:=false
+    ros2 launch rt2_ros bringup.launch.py params_file:=/path/to/my_rt2.yaml use_sim_time:=true
+
+Every parameter lives in the params file (default: the package's ``config/rt2.yaml``);
+the launch arguments below override single parameters, and an empty argument leaves
+the file's value alone. Without ``ros2 launch`` the same node starts with::
+
+    python -m rt2_ros.node --ros-args --params-file config/rt2.yaml -p policy.model_path:=/models/my_rt2
+
+Only the standard ``launch`` / ``launch_ros`` API is used.
+"""
+
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.conditions import IfCondition
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch_ros.actions import Node
+from launch_ros.parameter_descriptions import ParameterValue
+from launch_ros.substitutions import FindPackageShare
+
+# Launch argument -> the rt2_node parameter it overrides (when not empty).
+PARAM_ARGS = {
+    "backend": "policy.backend",
+    "model_path": "policy.model_path",
+    "server_url": "policy.server_url",
+    "camera_topic": "topics.image",
+    "twist_topic": "topics.twist",
+    "servo_namespace": "servo.namespace",
+    "planning_frame": "frames.planning_frame",
+    "command_frame": "frames.command_frame",
+    "ee_frame": "frames.ee_frame",
+}
+
+ARGUMENTS = [
+    ("backend", "", "policy backend: local (model in this process) | remote (rt2-ros serve) | scripted; "
+                    "empty = params file", ["", "local", "remote", "scripted"]),
+    ("model_path", "", "local backend: checkpoint directory (save_pretrained layout)", None),
+    ("server_url", "", "remote backend: inference server URL, e.g. ws://127.0.0.1:8000", None),
+    ("camera_topic", "", "sensor_msgs/Image input topic", None),
+    ("twist_topic", "", "TwistStamped output; empty = <servo_namespace>/delta_twist_cmds when "
+                        "servo_namespace is given, else the params file", None),
+    ("servo_namespace", "", "MoveIt Servo node (its ~/services and ~/status), e.g. /servo_node", None),
+    ("planning_frame", "", "frame of the workspace box and end-effector pose", None),
+    ("command_frame", "", "frame_id of the twists sent to Servo", None),
+    ("ee_frame", "", "end-effector frame", None),
+    ("params_file", PathJoinSubstitution([FindPackageShare("rt2_ros"), "config", "rt2.yaml"]),
+     "rt2 parameters file", None),
+    ("rviz", "true", "start RViz with rviz/rt2.rviz", ["true", "false"]),
+    ("rviz_config", PathJoinSubstitution([FindPackageShare("rt2_ros"), "rviz", "rt2.rviz"]),
+     "RViz configuration", None),
+    ("use_sim_time", "false", "use /clock (simulation time)", ["true", "false"]),
+]
+
+
+def _nodes(context):
+    overrides = {}
+    for arg, param in PARAM_ARGS.items():
+        value = LaunchConfiguration(arg).perform(context)
+        if value != "":
+            overrides[param] = value
+    if "servo.namespace" in overrides and "topics.twist" not in overrides:
+        overrides["topics.twist"] = overrides["servo.namespace"].rstrip("/") + "/delta_twist_cmds"
+    # Every overridden parameter is a string: keep it one (no YAML guessing of "123" or "true").
+    overrides = {k: ParameterValue(v, value_type=str) for k, v in overrides.items()}
+    use_sim_time = LaunchConfiguration("use_sim_time").perform(context) == "true"
+    rt2 = Node(
+        package="rt2_ros",
+        executable="rt2_node",
+        name="rt2_node",
+        output="screen",
+        emulate_tty=True,
+        parameters=[LaunchConfiguration("params_file"), overrides, {"use_sim_time": use_sim_time}],
+    )
+    rviz = Node(
+        package="rviz2",
+        executable="rviz2",
+        name="rt2_rviz",
+        output="log",
+        arguments=["-d", LaunchConfiguration("rviz_config")],
+        parameters=[{"use_sim_time": use_sim_time}],
+        condition=IfCondition(LaunchConfiguration("rviz")),
+    )
+    return [rt2, rviz]
+
+
+def generate_launch_description():
+    args = []
+    for name, default, description, choices in ARGUMENTS:
+        kwargs = {"default_value": default, "description": description}
+        if choices is not None:
+            kwargs["choices"] = choices
+        args.append(DeclareLaunchArgument(name, **kwargs))
+    return LaunchDescription(args + [OpaqueFunction(function=_nodes)])
