@@ -52,6 +52,9 @@ class ActionConfig(_Section):
         [0.05, 0.05, 0.05, 0.25, 0.25, 0.25, 1.0],
         description="upper bounds dx dy dz [m] drx dry drz [rad] gripper",
     )
+    token_pattern: str = Field(
+        "", description="RT-2 action token spelling with {k} for the bin, e.g. <act_{k}>; empty = auto-detect"
+    )
     openvla_vocab_size: int = Field(32000, ge=257, description="OpenVLA tokenizer vocab size without padding")
     unnorm_key: str = Field("", description="OpenVLA dataset statistics key; empty = the only one")
     statistics_path: str = Field("", description="dataset_statistics.json path; empty = in model_path")

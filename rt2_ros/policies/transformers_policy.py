@@ -1,0 +1,707 @@
+"""Local VLA inference with Hugging Face transformers (the ``policy.backend: local`` backend).
+
+Loads a checkpoint directory with ``from_pretrained`` (always ``local_files_only``:
+nothing is downloaded, ``HF_HUB_OFFLINE=1`` or not), asks it the RT-2 question
+about the image and instruction, and decodes the answer with
+:mod:`rt2_ros.action_tokenizer`. Decoding is constrained to action tokens
+(:mod:`rt2_ros.policies.constrained`), as RT-2 does (arXiv:2307.15818, section
+3.3), so every answer is a valid action, even from random weights.
+
+Model families:
+
+* **PaliGemma / LLaVA-style** (``AutoModelForImageTextToText``), RT-2 format:
+  one token per bin ``0..255`` in the vocabulary (number tokens, added tokens, or
+  any spelling given as a pattern). Truly batched: left padding, one ``generate``.
+* **OpenVLA** (``openvla/openvla-7b`` layout: ``model_type: openvla`` with its own
+  code in the directory, loaded with ``trust_remote_code`` through the
+  ``AutoModelForVision2Seq`` entry of ``auto_map``). Follows
+  ``OpenVLAForActionPrediction.predict_action`` (openvla
+  ``prismatic/extern/hf/modeling_prismatic.py``): appends the empty token
+  ``"▁"`` (id 29871 for Llama-2) to the prompt, generates 7 tokens from the last
+  256 ids of the un-padded vocabulary (``text_config.vocab_size -
+  pad_to_multiple_of``), decodes them to bin centres and un-normalises them with
+  ``dataset_statistics.json[unnorm_key]``. Upstream generation supports batch 1
+  only, so a batch runs one observation at a time.
+* Any image-text model with ``action.format: openvla`` (the last 256 ids of
+  ``action.openvla_vocab_size`` are the action tokens).
+
+Imports torch and transformers: import this module only for the local backend
+(:func:`rt2_ros.factory.make_policy` does so lazily).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import transformers
+from PIL import Image
+from transformers import AutoModelForImageTextToText, AutoProcessor, GenerationConfig, LogitsProcessorList
+
+from rt2_ros.action_tokenizer import (
+    ActionDecodeError,
+    OpenVLAActionTokenizer,
+    RT2ActionTokenizer,
+    UnnormStats,
+    select_unnorm_stats,
+)
+from rt2_ros.policies.base import Observation, Policy, PolicyError, PolicyMetadata, PolicyResult, check_image
+from rt2_ros.policies.constrained import (
+    ActionLogitsProcessor,
+    ActionTokensMissingError,
+    CotSchedule,
+    find_rt2_action_token_ids,
+    openvla_action_ids,
+    rt2_allowed_ids,
+)
+from rt2_ros.policies.prompts import COT_ACTION_MARKER, COT_PLAN_PREFIX, build_prompt
+
+__all__ = ["TransformersPolicy", "ModelLoadError", "DTYPES"]
+
+log = logging.getLogger(__name__)
+
+#: ``policy.dtype`` -> torch dtype.
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+#: OpenVLA's "empty" token appended after ``Out:`` (Llama-2 ``"▁"``), from
+#: ``predict_action`` in openvla ``modeling_prismatic.py``.
+OPENVLA_EMPTY_TOKEN_ID = 29871
+
+#: ``auto_map`` entries tried, in order, for checkpoints that ship their own code.
+_REMOTE_CODE_AUTO_CLASSES = ("AutoModelForVision2Seq", "AutoModelForImageTextToText", "AutoModelForCausalLM")
+
+
+class ModelLoadError(PolicyError):
+    """The checkpoint cannot be used: missing directory, not a checkpoint, no action
+    tokens, bad or missing statistics, unavailable device, or a failed warm-up.
+    The message says which and what to change."""
+
+
+def _now() -> float:
+    return time.perf_counter()
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class TransformersPolicy(Policy):
+    """In-process RT-2-style policy on a transformers model.
+
+    Usually built with :meth:`from_config` (node, server) or
+    :meth:`from_pretrained` (a checkpoint directory). The constructor takes an
+    already-loaded model and processor (benchmarks build architectures in memory).
+
+    Args:
+        model: a transformers generative image-text model in eval mode.
+        processor: its processor (``processor(images=, text=)`` returning
+            ``input_ids``, ``attention_mask``, ``pixel_values``; ``.tokenizer``).
+        model_id: checkpoint path or name, reported in :attr:`metadata`.
+        action_format: ``"rt2"`` (8 integers) or ``"openvla"`` (7 token ids).
+        prompt: ``"rt2"``, ``"openvla"``, ``"cot"`` or a custom template with
+            ``{instruction}`` (see :mod:`rt2_ros.policies.prompts`).
+        rt2_codec: RT-2 codec (bounds, bins, terminate/continue values); default
+            :class:`~rt2_ros.action_tokenizer.RT2ActionTokenizer` defaults.
+        action_token_pattern: spelling of the token of integer ``k`` (``"▁{k}"``,
+            ``"<act_{k}>"``, ``"<loc{k:04d}>"``...); None tries
+            :data:`~rt2_ros.policies.constrained.DEFAULT_ACTION_TOKEN_PATTERNS`.
+        restrict_terminate: field 0 may only be the codec's terminate or continue value.
+        openvla_vocab_size: un-padded vocabulary size for ``action_format="openvla"``.
+        unnorm: ``(unnorm_key, stats)`` for ``action_format="openvla"``.
+        openvla_family: the model is OpenVLA's own class (append the empty token,
+            batch 1).
+        max_plan_tokens: chain of thought: free plan tokens before ``Action:`` is forced.
+        do_sample, temperature: sampling instead of greedy decoding (default greedy).
+        max_batch_size: largest batch given to one ``generate`` call.
+        warmup: run one inference at construction (first-call latency is paid
+            here; a broken checkpoint fails here, not in the control loop).
+
+    Raises:
+        ModelLoadError: missing action tokens, ids outside the model's vocabulary,
+            incompatible options, or a failed warm-up.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        processor: Any,
+        *,
+        model_id: str = "",
+        action_format: str = "rt2",
+        prompt: str = "rt2",
+        rt2_codec: RT2ActionTokenizer | None = None,
+        action_token_pattern: str | Sequence[str] | None = None,
+        restrict_terminate: bool = True,
+        openvla_vocab_size: int | None = None,
+        unnorm: tuple[str, UnnormStats] | None = None,
+        openvla_family: bool = False,
+        max_plan_tokens: int = 32,
+        do_sample: bool = False,
+        temperature: float = 1.0,
+        max_batch_size: int = 64,
+        warmup: bool = True,
+    ) -> None:
+        if action_format not in ("rt2", "openvla"):
+            raise ModelLoadError(f"action_format must be 'rt2' or 'openvla', got {action_format!r}")
+        if prompt == "cot" and action_format != "rt2":
+            raise ModelLoadError("prompt 'cot' (RT-2 chain of thought) needs action.format 'rt2'")
+        if max_plan_tokens < 1:
+            raise ModelLoadError(f"max_plan_tokens must be >= 1, got {max_plan_tokens}")
+        if not (temperature > 0 and math.isfinite(temperature)):
+            raise ModelLoadError(f"temperature must be > 0, got {temperature}")
+        tokenizer = getattr(processor, "tokenizer", None)
+        if tokenizer is None:
+            raise ModelLoadError("the processor has no tokenizer")
+        self.model = model
+        self.processor = processor
+        self.tokenizer = tokenizer
+        self.action_format = action_format
+        self.prompt = prompt
+        self.openvla_family = bool(openvla_family)
+        self.max_plan_tokens = int(max_plan_tokens)
+        self.do_sample = bool(do_sample)
+        self.temperature = float(temperature)
+        self.max_batch_size = max(1, int(max_batch_size))
+        self._lock = threading.Lock()
+        try:
+            p = next(model.parameters())
+            self.device, self.dtype = p.device, p.dtype
+        except StopIteration:  # pragma: no cover - a model without parameters
+            self.device, self.dtype = torch.device("cpu"), torch.float32
+        # Decoder-only generation pads on the left, so every row ends at the same column.
+        tokenizer.padding_side = "left"
+        self._image_prefix = "" if openvla_family else (getattr(processor, "image_token", None) or "")
+        self._pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self._eos_id = tokenizer.eos_token_id
+
+        stats_meta = None
+        unnorm_key = None
+        self.action_token_pattern: str | None = None
+        if action_format == "rt2":
+            self.rt2_codec = rt2_codec or RT2ActionTokenizer()
+            try:
+                pattern, bin_ids = find_rt2_action_token_ids(tokenizer, self.rt2_codec.bins, action_token_pattern)
+            except ActionTokensMissingError as e:
+                raise ModelLoadError(str(e)) from None
+            self.action_token_pattern = pattern
+            self._id_to_value = {tid: k for k, tid in enumerate(bin_ids)}
+            term = (self.rt2_codec.terminate_token, self.rt2_codec.continue_token) if restrict_terminate else None
+            self._allowed = rt2_allowed_ids(bin_ids, term)
+            self.openvla_codec = None
+        else:
+            if openvla_vocab_size is None:
+                raise ModelLoadError("action.format 'openvla' needs the un-padded vocabulary size (action.openvla_vocab_size)")
+            if unnorm is None:
+                raise ModelLoadError("action.format 'openvla' needs action statistics (dataset_statistics.json)")
+            unnorm_key, stats = unnorm
+            try:
+                self.openvla_codec = OpenVLAActionTokenizer(int(openvla_vocab_size), stats, action_dim=stats.q01.shape[0])
+                ids = openvla_action_ids(int(openvla_vocab_size), self.openvla_codec.n_bins)
+            except ValueError as e:
+                raise ModelLoadError(str(e)) from None
+            self._allowed = [ids] * self.openvla_codec.action_dim
+            self.rt2_codec = None
+            self._id_to_value = {}
+            stats_meta = {"q01": stats.q01.tolist(), "q99": stats.q99.tolist(), "mask": stats.mask.tolist()}
+        self.action_dim = len(self._allowed)
+
+        out_vocab = _output_vocab_size(model)
+        if out_vocab is not None:
+            bad = sorted({i for a in self._allowed for i in a if i >= out_vocab})
+            if bad:
+                raise ModelLoadError(
+                    f"action token ids {bad[:3]}... are outside the model's output vocabulary of {out_vocab}; "
+                    "the tokenizer and model do not match (check action.openvla_vocab_size)"
+                )
+
+        self._cot: CotSchedule | None = None
+        if prompt == "cot":
+            self._cot = self._make_cot_schedule()
+
+        bounds = None
+        if self.rt2_codec is not None:
+            bounds = {"low": self.rt2_codec.bounds.low.tolist(), "high": self.rt2_codec.bounds.high.tolist()}
+        cfg = getattr(model, "config", None)
+        self.metadata = PolicyMetadata(
+            action_format=action_format,
+            model_id=str(model_id),
+            action_dim=self.action_dim,
+            bounds=bounds,
+            unnorm_key=unnorm_key,
+            statistics=stats_meta,
+            extra={
+                "backend": "transformers",
+                "transformers_version": transformers.__version__,
+                "model_type": getattr(cfg, "model_type", None),
+                "num_parameters": int(sum(p.numel() for p in model.parameters())),
+                "dtype": str(self.dtype).replace("torch.", ""),
+                "device": str(self.device),
+                "prompt": prompt,
+                "action_token_pattern": self.action_token_pattern,
+                "greedy": not self.do_sample,
+                "batched": not self.openvla_family,
+            },
+        )
+        if warmup:
+            self._warmup()
+
+    # -- construction -----------------------------------------------------------------
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        model_path: str | os.PathLike,
+        *,
+        action_format: str = "rt2",
+        prompt: str = "rt2",
+        dtype: str = "fp32",
+        device: str = "cpu",
+        num_threads: int = 0,
+        rt2_codec: RT2ActionTokenizer | None = None,
+        action_token_pattern: str | Sequence[str] | None = None,
+        openvla_vocab_size: int | None = None,
+        unnorm_key: str | None = None,
+        statistics_path: str | os.PathLike | None = None,
+        trust_remote_code: bool | None = None,
+        **kwargs: Any,
+    ) -> "TransformersPolicy":
+        """Load a checkpoint directory (``save_pretrained`` layout) offline.
+
+        Args:
+            model_path: directory with ``config.json``, weights and processor files.
+            action_format, prompt, rt2_codec, action_token_pattern: see the class.
+            dtype: ``"fp32"``, ``"bf16"`` or ``"fp16"``.
+            device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+            num_threads: torch CPU threads (process-wide ``torch.set_num_threads``); 0 = leave.
+            openvla_vocab_size: un-padded vocabulary; for OpenVLA's own checkpoints it
+                is read from the config (``text_config.vocab_size - pad_to_multiple_of``)
+                and must agree when given.
+            unnorm_key: dataset key in the statistics; None/"" = the only one.
+            statistics_path: ``dataset_statistics.json``; default: the one in
+                ``model_path``, else the model config's ``norm_stats``.
+            trust_remote_code: run model code shipped in the directory. Default:
+                only for ``action_format="openvla"`` checkpoints that need it
+                (OpenVLA's ``modeling_prismatic.py``).
+            **kwargs: passed to the constructor (``max_plan_tokens``, ``warmup``, ...).
+
+        Raises:
+            ModelLoadError: see the class; the message names the problem.
+        """
+        path = Path(model_path).expanduser() if str(model_path) else None
+        if path is None:
+            raise ModelLoadError("no model directory given (set policy.model_path)")
+        if not path.is_dir():
+            raise ModelLoadError(f"model directory {str(path)!r} does not exist or is not a directory")
+        cfg_file = path / "config.json"
+        if not cfg_file.is_file():
+            raise ModelLoadError(f"{str(path)!r} is not a Hugging Face checkpoint: it has no config.json")
+        try:
+            raw_cfg = json.loads(cfg_file.read_text())
+        except (OSError, ValueError) as e:
+            raise ModelLoadError(f"cannot read {cfg_file}: {e}") from None
+        if dtype not in DTYPES:
+            raise ModelLoadError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+        torch_device = _check_device(device)
+        if num_threads and num_threads > 0:
+            torch.set_num_threads(int(num_threads))
+
+        model_type = raw_cfg.get("model_type")
+        auto_map = raw_cfg.get("auto_map") or {}
+        openvla_family = model_type == "openvla"
+        if trust_remote_code is None:
+            trust_remote_code = bool(auto_map) and action_format == "openvla" and not _is_native(model_type)
+
+        unnorm = None
+        if action_format == "openvla":
+            unnorm = _load_statistics(path, raw_cfg, unnorm_key or None, statistics_path or None)
+            cfg_vocab = _openvla_vocab_from_config(raw_cfg)
+            if cfg_vocab is not None:
+                if openvla_vocab_size is not None and int(openvla_vocab_size) != cfg_vocab:
+                    raise ModelLoadError(
+                        f"action.openvla_vocab_size={openvla_vocab_size} but the checkpoint's config gives "
+                        f"text_config.vocab_size - pad_to_multiple_of = {cfg_vocab}"
+                    )
+                openvla_vocab_size = cfg_vocab
+
+        model = _load_model(path, raw_cfg, DTYPES[dtype], bool(trust_remote_code))
+        try:
+            processor = AutoProcessor.from_pretrained(
+                str(path), local_files_only=True, trust_remote_code=bool(trust_remote_code)
+            )
+        except Exception as e:  # noqa: BLE001 - any loader failure is a load error with its message
+            raise ModelLoadError(f"cannot load the processor/tokenizer from {str(path)!r}: {e}") from None
+        try:
+            model = model.to(torch_device).eval()
+        except Exception as e:  # noqa: BLE001
+            raise ModelLoadError(f"cannot move the model to {device}: {e}") from None
+        log.info("loaded %s (%s, %s) on %s", path, model_type, dtype, device)
+        return cls(
+            model,
+            processor,
+            model_id=str(path),
+            action_format=action_format,
+            prompt=prompt,
+            rt2_codec=rt2_codec,
+            action_token_pattern=action_token_pattern,
+            openvla_vocab_size=openvla_vocab_size,
+            unnorm=unnorm,
+            openvla_family=openvla_family,
+            **kwargs,
+        )
+
+    @classmethod
+    def from_config(cls, cfg: Any, **kwargs: Any) -> "TransformersPolicy":
+        """Build from an :class:`~rt2_ros.config.RT2Config` (``policy`` and ``action``
+        sections); keyword arguments override (see :meth:`from_pretrained`).
+
+        Raises:
+            ModelLoadError: see :meth:`from_pretrained`.
+        """
+        from rt2_ros.factory import make_rt2_tokenizer
+
+        a, p = cfg.action, cfg.policy
+        args: dict[str, Any] = {
+            "action_format": a.format,
+            "prompt": p.prompt,
+            "dtype": p.dtype,
+            "device": p.device,
+            "num_threads": p.num_threads,
+            "rt2_codec": make_rt2_tokenizer(a),
+            "action_token_pattern": a.token_pattern or None,
+            "openvla_vocab_size": a.openvla_vocab_size if a.format == "openvla" else None,
+            "unnorm_key": a.unnorm_key or None,
+            "statistics_path": a.statistics_path or None,
+        }
+        args.update(kwargs)
+        model_path = args.pop("model_path", p.model_path)
+        return cls.from_pretrained(model_path, **args)
+
+    def _make_cot_schedule(self) -> CotSchedule:
+        tok = self.tokenizer
+
+        def encode(text: str) -> list[int]:
+            return list(tok.encode(text, add_special_tokens=False))
+
+        prefix = encode(COT_PLAN_PREFIX)
+        marker = encode(" " + COT_ACTION_MARKER)
+        if tok.decode(marker).strip() != COT_ACTION_MARKER:
+            marker = encode(COT_ACTION_MARKER)
+        if not prefix or not marker:
+            raise ModelLoadError("the tokenizer cannot encode the chain-of-thought markers 'Plan:'/'Action:'")
+        banned = set(getattr(tok, "all_special_ids", []) or [])
+        for attr in ("image_token_id",):
+            v = getattr(self.processor, attr, None)
+            if isinstance(v, int):
+                banned.add(v)
+        cfg = getattr(self.model, "config", None)
+        for attr in ("image_token_index", "image_token_id"):
+            v = getattr(cfg, attr, None)
+            if isinstance(v, int):
+                banned.add(v)
+
+        def decode(ids: list[int]) -> str:
+            return tok.decode(ids, skip_special_tokens=True)
+
+        return CotSchedule(
+            prefix_ids=tuple(prefix),
+            marker_ids=tuple(marker),
+            max_plan_tokens=self.max_plan_tokens,
+            decode=decode,
+            marker=COT_ACTION_MARKER,
+            banned_ids=tuple(sorted(banned)),
+        )
+
+    def _warmup(self) -> None:
+        size = _processor_image_size(self.processor)
+        img = np.full((size[0], size[1], 3), 127, dtype=np.uint8)
+        try:
+            results = self._run([Observation(image=img, instruction="pick up the block")])
+        except Exception as e:  # noqa: BLE001 - report any failure as a load error
+            raise ModelLoadError(f"warm-up inference failed: {type(e).__name__}: {e}") from e
+        if results[0].action is None:
+            raise ModelLoadError(f"warm-up inference produced no valid action: {results[0].error}")
+
+    # -- inference --------------------------------------------------------------------
+
+    def infer_batch(self, observations: Sequence[Observation]) -> list[PolicyResult]:
+        """Run the model on several observations; one :class:`PolicyResult` each, in order.
+
+        PaliGemma/LLaVA-style models run the whole batch (up to ``max_batch_size``)
+        in one left-padded ``generate`` call; greedy results equal those of
+        single-observation calls. OpenVLA's own class runs one at a time (its
+        upstream ``generate`` supports batch 1 only). ``timings_ms`` are those of
+        the ``generate`` call the observation was part of: ``preprocess``
+        (processor + host-to-device), ``model`` (``generate``), ``decode`` (ids to
+        actions), all in ms.
+
+        Raises:
+            ValueError: an image that is not ``uint8 (H, W, 3)``, or a bad instruction;
+                nothing is run then.
+            PolicyError: the model failed (e.g. out of memory).
+        """
+        obs = list(observations)
+        for i, o in enumerate(obs):
+            if not isinstance(o, Observation):
+                raise ValueError(f"observation {i} is a {type(o).__name__}, not an Observation")
+            try:
+                check_image(o.image)
+                build_prompt(self.prompt, o.instruction)
+            except ValueError as e:
+                raise ValueError(f"observation {i}: {e}") from None
+        if not obs:
+            return []
+        step = 1 if self.openvla_family else self.max_batch_size
+        out: list[PolicyResult] = []
+        for s in range(0, len(obs), step):
+            try:
+                out.extend(self._run(obs[s : s + step]))
+            except PolicyError:
+                raise
+            except Exception as e:  # noqa: BLE001 - any model failure means "no action"
+                raise PolicyError(f"model inference failed: {type(e).__name__}: {e}") from e
+        return out
+
+    def _prepare(self, obs: Sequence[Observation]) -> tuple[dict[str, torch.Tensor], int]:
+        images = [Image.fromarray(np.ascontiguousarray(o.image)) for o in obs]
+        texts = [self._image_prefix + build_prompt(self.prompt, o.instruction) for o in obs]
+        kw: dict[str, Any] = {"return_tensors": "pt"}
+        if len(obs) > 1:
+            kw["padding"] = "longest"
+        enc = self.processor(text=texts, images=images, **kw)
+        inputs: dict[str, torch.Tensor] = {}
+        for k, v in dict(enc).items():
+            if k == "labels" or not isinstance(v, torch.Tensor):
+                continue
+            if v.is_floating_point():
+                v = v.to(self.device, dtype=self.dtype)
+            else:
+                v = v.to(self.device)
+            inputs[k] = v
+        if self.openvla_family:
+            inputs = self._append_openvla_empty_token(inputs)
+        return inputs, int(inputs["input_ids"].shape[1])
+
+    def _append_openvla_empty_token(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``predict_action``: append the empty token after ``Out:`` unless already there."""
+        empty = self.tokenizer.convert_tokens_to_ids("▁")
+        if not isinstance(empty, int) or empty == self.tokenizer.unk_token_id:
+            empty = OPENVLA_EMPTY_TOKEN_ID
+        ids = inputs["input_ids"]
+        if bool(torch.all(ids[:, -1] == empty)):
+            return inputs
+        col = torch.full((ids.shape[0], 1), empty, dtype=ids.dtype, device=ids.device)
+        inputs["input_ids"] = torch.cat([ids, col], dim=1)
+        if "attention_mask" in inputs:
+            am = inputs["attention_mask"]
+            inputs["attention_mask"] = torch.cat([am, torch.ones_like(am[:, :1])], dim=1)
+        return inputs
+
+    def _run(self, obs: Sequence[Observation]) -> list[PolicyResult]:
+        with self._lock, torch.inference_mode():
+            t0 = _now()
+            inputs, prompt_len = self._prepare(obs)
+            _sync(self.device)
+            t1 = _now()
+            proc = ActionLogitsProcessor(prompt_len, self._allowed, eos_token_id=self._eos_id, cot=self._cot)
+            gen_cfg = GenerationConfig(
+                max_new_tokens=proc.max_new_tokens(),
+                do_sample=self.do_sample,
+                temperature=self.temperature if self.do_sample else None,
+                top_k=None,
+                top_p=None,
+                num_beams=1,
+                pad_token_id=self._pad_id,
+                eos_token_id=self._eos_id,
+                use_cache=True,
+            )
+            seqs = self.model.generate(**inputs, generation_config=gen_cfg, logits_processor=LogitsProcessorList([proc]))
+            _sync(self.device)
+            t2 = _now()
+            gen = seqs[:, prompt_len:].to("cpu").tolist()
+            results = [self._decode_row(row, proc.action_start[r]) for r, row in enumerate(gen)]
+            t3 = _now()
+        timings = {"preprocess": (t1 - t0) * 1e3, "model": (t2 - t1) * 1e3, "decode": (t3 - t2) * 1e3}
+        return [
+            PolicyResult(text=text, token_ids=ids, action=action, error=err, timings_ms=dict(timings))
+            for text, ids, action, err in results
+        ]
+
+    def _decode_row(self, gen: list[int], start: int | None) -> tuple[str, tuple[int, ...], Any, str | None]:
+        n = self.action_dim
+        if start is None or len(gen) < start + n:
+            text = self.tokenizer.decode(gen, skip_special_tokens=True)
+            return text, tuple(gen), None, f"the model did not finish an action ({len(gen)} tokens generated)"
+        action_ids = gen[start : start + n]
+        token_ids = tuple(gen[: start + n])
+        try:
+            if self.openvla_codec is not None:
+                text = " ".join(str(i) for i in action_ids)
+                return text, token_ids, self.openvla_codec.decode(np.asarray(action_ids, dtype=np.int64), text=text), None
+            assert self.rt2_codec is not None
+            missing = [i for i in action_ids if i not in self._id_to_value]
+            if missing:
+                raise ActionDecodeError(f"token ids {missing} are not action tokens")
+            text = " ".join(str(self._id_to_value[i]) for i in action_ids)
+            if self._cot is not None:
+                plan = self.tokenizer.decode(gen[:start], skip_special_tokens=True).strip()
+                cut = plan.find(COT_ACTION_MARKER)
+                plan = plan[: cut + len(COT_ACTION_MARKER)] if cut >= 0 else f"{plan} {COT_ACTION_MARKER}"
+                if not plan.startswith(COT_PLAN_PREFIX):
+                    plan = f"{COT_PLAN_PREFIX} {plan}"
+                text = f"{plan} {text}"
+            return text, token_ids, self.rt2_codec.decode(text), None
+        except ActionDecodeError as e:
+            return self.tokenizer.decode(gen, skip_special_tokens=True), tuple(gen), None, str(e)
+
+    def close(self) -> None:
+        """Drop the model; frees GPU memory."""
+        self.model = None
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+# -- loading helpers --------------------------------------------------------------------
+
+
+def _is_native(model_type: Any) -> bool:
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+
+    return isinstance(model_type, str) and model_type in CONFIG_MAPPING_NAMES
+
+
+def _check_device(device: str) -> torch.device:
+    try:
+        d = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ModelLoadError(f"bad device {device!r}: {e}") from None
+    if d.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ModelLoadError(f"device {device!r} requested but CUDA is not available (torch {torch.__version__})")
+        if d.index is not None and d.index >= torch.cuda.device_count():
+            raise ModelLoadError(f"device {device!r} requested but only {torch.cuda.device_count()} GPU(s) exist")
+    elif d.type != "cpu":
+        raise ModelLoadError(f"device must be cpu, cuda or cuda:N, got {device!r}")
+    return d
+
+
+def _dtype_kwargs(dtype: torch.dtype) -> dict[str, Any]:
+    major, minor = (int(x) for x in transformers.__version__.split(".")[:2])
+    return {"dtype": dtype} if (major, minor) >= (4, 56) else {"torch_dtype": dtype}
+
+
+def _load_model(path: Path, raw_cfg: dict, dtype: torch.dtype, trust_remote_code: bool) -> Any:
+    model_type = raw_cfg.get("model_type")
+    auto_map = raw_cfg.get("auto_map") or {}
+    kw = {"local_files_only": True, **_dtype_kwargs(dtype)}
+    try:
+        if _is_native(model_type) and not (trust_remote_code and auto_map):
+            return AutoModelForImageTextToText.from_pretrained(str(path), **kw)
+        if not auto_map:
+            raise ModelLoadError(
+                f"model_type {model_type!r} in {path}/config.json is not known to transformers "
+                f"{transformers.__version__} and the checkpoint ships no model code (auto_map)"
+            )
+        if not trust_remote_code:
+            raise ModelLoadError(
+                f"{path} needs its own model code ({sorted(auto_map)}); loading it runs that code. "
+                "Use action.format 'openvla' for OpenVLA checkpoints or pass trust_remote_code=True"
+            )
+        for key in _REMOTE_CODE_AUTO_CLASSES:
+            if key in auto_map:
+                auto_cls = getattr(transformers, key, None)
+                if auto_cls is not None:
+                    return auto_cls.from_pretrained(str(path), trust_remote_code=True, **kw)
+                # transformers 5 dropped AutoModelForVision2Seq: resolve the class from auto_map.
+                from transformers.dynamic_module_utils import get_class_from_dynamic_module
+
+                model_cls = get_class_from_dynamic_module(auto_map[key], str(path), local_files_only=True)
+                return model_cls.from_pretrained(str(path), **kw)
+        raise ModelLoadError(f"{path}/config.json auto_map has none of {_REMOTE_CODE_AUTO_CLASSES}")
+    except ModelLoadError:
+        raise
+    except Exception as e:  # noqa: BLE001 - surface the loader's own message
+        raise ModelLoadError(f"cannot load the model from {str(path)!r}: {type(e).__name__}: {e}") from None
+
+
+def _openvla_vocab_from_config(raw_cfg: dict) -> int | None:
+    """``text_config.vocab_size - pad_to_multiple_of`` as in OpenVLA's ``__init__``, or None."""
+    pad = raw_cfg.get("pad_to_multiple_of")
+    text = raw_cfg.get("text_config") or {}
+    vocab = text.get("vocab_size", raw_cfg.get("vocab_size"))
+    if isinstance(pad, int) and isinstance(vocab, int):
+        return vocab - pad
+    return None
+
+
+def _load_statistics(
+    path: Path, raw_cfg: dict, unnorm_key: str | None, statistics_path: str | os.PathLike | None
+) -> tuple[str, UnnormStats]:
+    """Statistics for un-normalisation: ``statistics_path``, else ``dataset_statistics.json``
+    in the checkpoint, else the config's ``norm_stats`` (OpenVLA stores both)."""
+    source: str
+    if statistics_path:
+        f = Path(statistics_path).expanduser()
+        if not f.is_file():
+            raise ModelLoadError(f"action.statistics_path {str(f)!r} does not exist")
+        source = str(f)
+    elif (path / "dataset_statistics.json").is_file():
+        f = path / "dataset_statistics.json"
+        source = str(f)
+    else:
+        f = None
+        source = f"{path}/config.json norm_stats"
+    if f is not None:
+        try:
+            norm_stats = json.loads(f.read_text())
+        except (OSError, ValueError) as e:
+            raise ModelLoadError(f"cannot read action statistics {source}: {e}") from None
+    else:
+        norm_stats = raw_cfg.get("norm_stats")
+        if not norm_stats:
+            raise ModelLoadError(
+                f"action.format 'openvla' needs action statistics: no dataset_statistics.json in {str(path)!r}, "
+                "no norm_stats in its config.json, and action.statistics_path is empty"
+            )
+    if not isinstance(norm_stats, dict):
+        raise ModelLoadError(f"action statistics in {source} must be a JSON object of datasets")
+    try:
+        return select_unnorm_stats(norm_stats, unnorm_key)
+    except ValueError as e:
+        raise ModelLoadError(f"{e} (statistics from {source})") from None
+
+
+def _output_vocab_size(model: Any) -> int | None:
+    try:
+        emb = model.get_output_embeddings()
+        if emb is not None and hasattr(emb, "weight"):
+            return int(emb.weight.shape[0])
+    except Exception:  # noqa: BLE001 - remote-code models may not implement it
+        pass
+    cfg = getattr(model, "config", None)
+    text = getattr(cfg, "text_config", None)
+    v = getattr(text, "vocab_size", None) or getattr(cfg, "vocab_size", None)
+    return int(v) if isinstance(v, int) else None
+
+
+def _processor_image_size(processor: Any) -> tuple[int, int]:
+    """(H, W) the image processor resizes to; 224 x 224 when unknown."""
+    ip = getattr(processor, "image_processor", None)
+    size = getattr(ip, "size", None)
+    if isinstance(size, dict):
+        h = size.get("height") or size.get("shortest_edge")
+        w = size.get("width") or size.get("shortest_edge")
+        if isinstance(h, int) and isinstance(w, int):
+            return h, w
+    if isinstance(size, int):
+        return size, size
+    return 224, 224
+

@@ -1,0 +1,29 @@
+"""Session-scoped model fixtures shared by test files.
+
+Use in a test module with::
+
+    from fixtures_models import tiny_model_dir  # noqa: F401  (pytest fixture)
+
+(or list ``"fixtures_models"`` in ``pytest_plugins`` of conftest.py). The tiny
+test model (random-weight PaliGemma architecture with RT-2 number tokens, see
+``rt2_ros.testing.make_model``) is built once per test session, offline, in a
+temporary directory; building takes about a second after torch is imported.
+Its config overrides come from ``rt2_ros.testing.make_model.policy_overrides``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Directory of the tiny test model (``make_test_model(dir, "tiny", seed=0)``).
+
+    Treat it as read-only: other tests share it. Copy it before modifying.
+    """
+    from rt2_ros.testing.make_model import make_test_model
+
+    return make_test_model(tmp_path_factory.mktemp("tiny_model"), size="tiny", seed=0)
