@@ -28,7 +28,13 @@ setup(
     extras_require={
         # torch stays at 2.13.0 on the project's machines; any torch 2.x works for users.
         "inference": ["torch>=2.1", "transformers>=4.46", "tokenizers>=0.19", "sentencepiece>=0.1.99", "pillow>=9"],
-        "server": ["websockets>=12", "msgpack>=1.0"],
+        # Robot side of the remote backend: websockets (>= 15 for the client's proxy=) + msgpack.
+        "remote": ["websockets>=15", "msgpack>=1.0"],
+        # `rt2-ros serve` on the GPU box: the remote protocol plus the model.
+        "server": ["websockets>=15", "msgpack>=1.0", "torch>=2.1", "transformers>=4.46", "tokenizers>=0.19",
+                   "sentencepiece>=0.1.99", "pillow>=9"],
+        # Replicas behind one address (Ray Serve); ~400 MB, not installed by default.
+        "scale": ["ray[serve]>=2.40"],
         "sim": ["pybullet>=3.2.5", "matplotlib>=3.5", "tqdm>=4.60", "pillow>=9"],
         "record": ["mcap>=1.1", "mcap-ros2-support>=0.5"],
         "test": ["pytest>=7", "hypothesis>=6", "pytest-timeout>=2.1"],

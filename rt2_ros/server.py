@@ -1,0 +1,208 @@
+"""``rt2-ros serve``: the remote inference server (one model, many robots).
+
+    rt2-ros serve --model DIR --port 8000                  # loopback only, no key
+    RT2_API_KEY=... rt2-ros serve --model DIR --host 0.0.0.0 --tls-cert c.pem --tls-key k.pem
+
+Robots connect with ``policy.backend: remote`` and ``policy.server_url``. The server
+itself is :class:`rt2_ros.serving.ws_server.PolicyServer` (websockets + msgpack, see
+there for the protocol and why). The API key is read from the environment variable
+named by ``--api-key-env`` (default ``RT2_API_KEY``) or from ``--api-key-file``,
+never from a command-line value (which ``ps`` would show to every user).
+
+Binding to a non-loopback address without a key is refused unless
+``--allow-unauthenticated`` is given.
+
+``--ray-replicas N`` serves N replicas of the model behind the same address with
+Ray Serve (:mod:`rt2_ros.serving.ray_app`), for fleets that outgrow one GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import ipaddress
+import logging
+import os
+import signal
+import stat
+import sys
+from typing import Any
+
+__all__ = ["add_arguments", "run", "read_api_key", "build_policy"]
+
+log = logging.getLogger("rt2_ros.server")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Arguments of ``rt2-ros serve``."""
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--model", metavar="DIR", help="checkpoint directory for the local transformers backend")
+    src.add_argument("--policy", metavar="MODULE:CALLABLE",
+                     help="serve any Policy: CALLABLE(cfg: RT2Config) -> Policy (e.g. a custom backend)")
+    p.add_argument("--config", default=None, help="parameters file (default: config/rt2.yaml)")
+    p.add_argument("--device", default=None, help="override policy.device (cpu, cuda, cuda:N)")
+    p.add_argument("--dtype", default=None, choices=["fp32", "bf16", "fp16"], help="override policy.dtype")
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000; 0 = any free port)")
+    p.add_argument("--api-key-env", default="RT2_API_KEY", metavar="NAME",
+                   help="environment variable holding the API key (default RT2_API_KEY; unset = no key)")
+    p.add_argument("--api-key-file", default=None, metavar="PATH", help="file holding the API key (first line)")
+    p.add_argument("--allow-unauthenticated", action="store_true",
+                   help="allow a non-loopback --host without an API key")
+    p.add_argument("--max-batch-size", type=int, default=8, help="most requests per model call (1 = no batching)")
+    p.add_argument("--max-wait-ms", type=float, default=5.0,
+                   help="longest wait of the oldest request for a batch to fill, ms (default 5)")
+    p.add_argument("--max-queue", type=int, default=256, help="most queued requests; more get 'overloaded'")
+    p.add_argument("--max-clients", type=int, default=64, help="most concurrent connections; more get HTTP 503")
+    p.add_argument("--max-request-mb", type=float, default=8.0, help="largest request frame, MiB (default 8)")
+    p.add_argument("--max-image-side", type=int, default=2048, help="largest image height/width, px")
+    p.add_argument("--tls-cert", default=None, metavar="PEM", help="TLS certificate chain (serves wss://)")
+    p.add_argument("--tls-key", default=None, metavar="PEM", help="TLS private key (default: in --tls-cert)")
+    p.add_argument("--no-warmup", action="store_true", help="skip the warm-up inference before listening")
+    p.add_argument("--ray-replicas", type=int, default=0, metavar="N",
+                   help="serve N replicas behind --host:--port with Ray Serve (needs ray[serve]; 0 = plain server)")
+    p.add_argument("--ray-gpus-per-replica", type=float, default=0.0, help="Ray: GPUs per replica (e.g. 1)")
+    p.add_argument("--ray-cpus-per-replica", type=float, default=1.0, help="Ray: CPUs per replica")
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+
+
+def read_api_key(env_name: str | None, key_file: str | None) -> str | None:
+    """The API key from ``key_file`` (first line, stripped) or else ``$env_name``.
+
+    Returns:
+        The key, or None when neither is set.
+
+    Raises:
+        ValueError: the file is unreadable or empty.
+    """
+    if key_file:
+        try:
+            mode = os.stat(key_file).st_mode
+            with open(key_file) as f:
+                key = f.readline().strip()
+        except OSError as e:
+            raise ValueError(f"cannot read --api-key-file: {e}") from None
+        if not key:
+            raise ValueError(f"--api-key-file {key_file} is empty")
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            log.warning("API key file %s is readable by other users (chmod 600 it)", key_file)
+        return key
+    key = os.environ.get(env_name) if env_name else None
+    return (key.strip() or None) if key else None
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def build_policy(args: argparse.Namespace):
+    """The served policy: a local transformers backend from ``--model``, or ``--policy``'s callable.
+
+    Raises:
+        ValueError / ConfigError: bad config or arguments; ImportError: bad ``--policy``.
+    """
+    from rt2_ros.config import load_config
+
+    overrides: dict[str, Any] = {}
+    if args.device:
+        overrides["policy.device"] = args.device
+    if args.dtype:
+        overrides["policy.dtype"] = args.dtype
+    if args.model:
+        overrides.update({"policy.backend": "local", "policy.model_path": args.model})
+    cfg = load_config(args.config, overrides or None)
+    if args.model:
+        from rt2_ros.factory import make_policy
+
+        return make_policy(cfg)
+    module, _, attr = args.policy.partition(":")
+    if not module or not attr:
+        raise ValueError(f"--policy must be MODULE:CALLABLE, got {args.policy!r}")
+    factory = getattr(importlib.import_module(module), attr)
+    return factory(cfg)
+
+
+def run(args: argparse.Namespace) -> int:
+    """``rt2-ros serve``: serve until SIGINT/SIGTERM; 0 on a clean stop, 1 on a start-up error."""
+    logging.basicConfig(level=getattr(logging, args.log_level), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from rt2_ros.serving.protocol import Limits
+    from rt2_ros.serving.ws_server import PolicyServer, make_ssl_context
+
+    try:
+        api_key = read_api_key(args.api_key_env, args.api_key_file)
+        if api_key is None and not _is_loopback(args.host) and not args.allow_unauthenticated:
+            raise ValueError(f"refusing to serve on {args.host} without an API key: set ${args.api_key_env} or "
+                             "--api-key-file (or pass --allow-unauthenticated)")
+        if args.tls_key and not args.tls_cert:
+            raise ValueError("--tls-key needs --tls-cert")
+        if args.ray_replicas < 0:
+            raise ValueError("--ray-replicas must be >= 0")
+    except Exception as e:  # noqa: BLE001 - any start-up failure: message, exit 1
+        print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
+    if args.ray_replicas > 0:  # each replica builds the policy and reads the key in its own process
+        from rt2_ros.serving.ray_app import run as run_ray
+
+        return run_ray(args)
+    try:
+        ssl_ctx = make_ssl_context(args.tls_cert, args.tls_key) if args.tls_cert else None
+        limits = Limits(int(args.max_request_mb * 2**20), args.max_image_side)
+        policy = build_policy(args)
+        server = PolicyServer(
+            policy, args.host, args.port, api_key=api_key, max_batch_size=args.max_batch_size,
+            max_wait_ms=args.max_wait_ms, max_queue=args.max_queue, limits=limits,
+            max_clients=args.max_clients, ssl=ssl_ctx,
+        )
+    except Exception as e:  # noqa: BLE001 - any start-up failure: message, exit 1
+        print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
+    if not args.no_warmup:
+        _warmup(policy)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await server.start()
+        print(f"rt2-ros serve: listening on {server.url} (model {policy.metadata.model_id})", flush=True)
+        try:
+            await stop.wait()
+        finally:
+            await server.stop()
+            policy.close()
+
+    try:
+        asyncio.run(main())
+    except OSError as e:  # e.g. address in use
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _warmup(policy) -> None:
+    """One inference on a grey 224x224 image, so the first robot does not pay for lazy initialisation."""
+    import time
+
+    import numpy as np
+
+    from rt2_ros.policies.base import Observation
+
+    t0 = time.perf_counter()
+    try:
+        policy.infer_batch([Observation(np.full((224, 224, 3), 128, np.uint8), "warm up")])
+        log.info("warm-up inference took %.0f ms", (time.perf_counter() - t0) * 1e3)
+    except Exception as e:  # noqa: BLE001 - a failing model is reported to clients per request
+        log.warning("warm-up inference failed: %s: %s", type(e).__name__, e)
+
+
+if __name__ == "__main__":
+    from rt2_ros.cli import main as _main
+
+    sys.exit(_main(["serve", *sys.argv[1:]]))
