@@ -16,7 +16,7 @@ setup(
     data_files=[
         ("share/ament_index/resource_index/packages", ["resource/rt2_ros"]),
         ("share/rt2_ros", ["package.xml"]),
-        ("share/rt2_ros/config", ["config/rt2.yaml"]),
+        ("share/rt2_ros/config", ["config/rt2.yaml", "config/sim.yaml"]),
     ],
     python_requires=">=3.10",
     install_requires=[

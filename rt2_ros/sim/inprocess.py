@@ -1,0 +1,112 @@
+"""The closed loop without ROS and in simulated time: Controller + SimWorld in one thread.
+
+What the rt2 node and the sim node do over DDS, done here by direct calls, with the
+simulation clock as the only clock (so it runs as fast as the CPU allows and is
+deterministic for a deterministic policy). Used by fast tests (test_sim_expert.py) and
+benchmarks/bench_sim.py; the demo and the end-to-end test go through DDS.
+
+Per Servo tick (``world.tick_s``): camera frame when due -> ``Controller.on_image``;
+end-effector pose -> ``Controller.on_ee_pose``; control step when due ->
+``Controller.step`` (gripper command applied); ``Controller.servo_command`` ->
+``ServoStandin.on_twist`` stamped now -> one Servo iteration and physics.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+from rt2_ros.controller import Controller
+from rt2_ros.episode import EpisodeState
+from rt2_ros.sim.report import EpisodeRecord
+from rt2_ros.sim.world import SimWorld
+
+__all__ = ["run_episode"]
+
+
+def run_episode(
+    world: SimWorld,
+    controller: Controller,
+    instruction: str,
+    seed: int | None = None,
+    camera_period_s: float = 0.1,
+    keep_frames: bool = True,
+    on_step: Callable[[Any], None] | None = None,
+    settle_s: float = 0.3,
+) -> EpisodeRecord:
+    """Reset the world, run one episode to its end, return the record.
+
+    Args:
+        world: the simulation (its Servo is started here if needed).
+        controller: the ROS-free control loop with its policy.
+        instruction: the task.
+        seed: layout seed (default: the world's next one).
+        camera_period_s: time between camera frames, s.
+        keep_frames: keep every frame in the record (else first and last only).
+        on_step: called with each :class:`~rt2_ros.controller.StepOutcome`.
+        settle_s: simulated time after the end, so the success check sees the result.
+    """
+    cfg = controller.cfg
+    layout = world.reset(seed)
+    if world.servo.command_type is None:
+        world.servo.start()
+    wall0 = time.perf_counter()
+    t = world.scene.time_s
+    rec = EpisodeRecord(instruction=instruction, seed=layout["seed"], backend=cfg.policy.backend)
+    rec.targets = {c: list(b["position"]) for c, b in layout["blocks"].items()}
+    state = world.set_instruction(instruction)
+    rec.target_color = state.task.color if state.task else None
+    # first frame before the episode starts, so the policy has an image
+    img = world.scene.render()
+    controller.on_image(img, t)
+    rec.frames.append(img)
+    controller.on_instruction(instruction, t)
+    next_cam, next_step = t + camera_period_s, t
+    start = t
+    frame_id = cfg.frames.command_frame
+    while True:
+        t = world.scene.time_s
+        if t >= next_cam:
+            img = world.scene.render()
+            controller.on_image(img, t)
+            next_cam += camera_period_s
+            if keep_frames:
+                rec.frames.append(img)
+            else:
+                rec.frames[1:] = [img]
+        pos, _ = world.scene.ee_pose()
+        controller.on_ee_pose(pos, t)
+        rec.tcp_path.append(world.scene.tcp_position().tolist())
+        if t >= next_step:
+            out = controller.step(t)
+            next_step += cfg.control.period_s
+            if out is not None:
+                if out.result is not None:
+                    rec.latencies_ms.append(out.latency_ms)
+                if out.rejected and out.rejected != "episode ended":
+                    rec.rejected += 1
+                if out.gripper is not None:
+                    world.set_gripper(out.gripper)
+                if on_step is not None:
+                    on_step(out)
+        cmd = controller.servo_command(t)
+        world.servo.on_twist(frame_id, cmd.twist.linear, cmd.twist.angular, t)
+        world.servo_tick(t)
+        if controller.state is EpisodeState.FINISHED:
+            break
+        if t - start > cfg.control.max_duration_s + 5.0:  # belt and braces; the episode's time limit ends it first
+            controller.cancel(t)
+            break
+    for _ in range(int(settle_s / world.tick_s)):
+        cmd = controller.servo_command(world.scene.time_s)
+        world.servo.on_twist(frame_id, cmd.twist.linear, cmd.twist.angular, world.scene.time_s)
+        world.servo_tick(world.scene.time_s)
+    rec.frames.append(world.scene.render())
+    ep = controller.episode
+    rec.steps, rec.reason = ep.step, (ep.reason.value if ep.reason else "")
+    gt = world.ground_truth()
+    task = gt.get("task") or {}
+    rec.success, rec.detail = bool(task.get("success")), str(task.get("detail", ""))
+    rec.final_blocks = {c: b["position"] for c, b in gt["blocks"].items()}
+    rec.wall_s = time.perf_counter() - wall0
+    return rec

@@ -1,0 +1,124 @@
+"""launch/sim.launch.py, config/sim.yaml and scripts/demo.sh against the code they drive.
+
+``launch`` / ``launch_ros`` do not exist here, so the launch file is parsed with ``ast``
+(never imported); the parameters file is checked against the parameters the nodes
+declare and against the rt2 config schema, so a typo there fails here, not in a demo.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from rt2_ros.config import ConfigError
+from rt2_ros.sim.settings import flatten, load_sim_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+LAUNCH = ROOT / "launch" / "sim.launch.py"
+
+
+@pytest.fixture(scope="module")
+def tree():
+    return ast.parse(LAUNCH.read_text(), filename=str(LAUNCH))
+
+
+def _calls(tree, name):
+    return [n for n in ast.walk(tree) if isinstance(n, ast.Call) and (
+        (isinstance(n.func, ast.Name) and n.func.id == name) or (isinstance(n.func, ast.Attribute) and n.func.attr == name))]
+
+
+def _kw(call, key):
+    return next((k.value for k in call.keywords if k.arg == key), None)
+
+
+def test_every_executable_the_launch_starts_is_installed(tree):
+    cmake = (ROOT / "CMakeLists.txt").read_text()
+    installed = set(re.findall(r"scripts/(\w+)", " ".join(re.findall(r"install\(PROGRAMS[^)]*\)", cmake))))
+    exes = {ast.literal_eval(_kw(c, "executable")) for c in _calls(tree, "Node") if _kw(c, "package") is not None
+            and ast.literal_eval(_kw(c, "package")) == "rt2_ros"}
+    assert exes == {"rt2_sim", "rt2_node", "rt2_demo"}
+    assert exes <= installed
+    for e in exes:
+        assert (ROOT / "scripts" / e).stat().st_mode & 0o111, f"scripts/{e} is not executable"
+
+
+def test_launch_arguments_are_declared_and_used(tree):
+    arguments = next(n.value for n in tree.body if isinstance(n, ast.Assign) and n.targets[0].id == "ARGUMENTS")
+    declared = {ast.literal_eval(e.elts[0]) for e in arguments.elts}
+    used = {ast.literal_eval(c.args[0]) for c in _calls(tree, "get") if c.args and isinstance(c.args[0], ast.Constant)}
+    used |= {ast.literal_eval(c.args[0]) for c in _calls(tree, "LaunchConfiguration") if isinstance(c.args[0], ast.Constant)}
+    # max_steps / terminate_debounce are read through a loop over (arg, param) pairs
+    loop_args = {ast.literal_eval(t.elts[0]) for t in ast.walk(tree) if isinstance(t, ast.Tuple) and len(t.elts) == 2
+                 and all(isinstance(e, ast.Constant) and isinstance(e.value, str) for e in t.elts)
+                 and ast.literal_eval(t.elts[1]).startswith("control.")}
+    assert declared - {"rviz"} <= used | loop_args
+    assert {"backend", "model_path", "episodes", "seed", "out", "record"} <= declared
+
+
+def test_the_launch_overrides_name_real_parameters(tree):
+    from rt2_ros.config import flat_fields
+
+    names = {n for n, _, _ in flat_fields()}
+    consts = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
+    for c in consts:
+        if re.fullmatch(r"(policy|control|action|safety)\.\w+", c):
+            assert c in names, c
+
+
+def test_the_episode_runner_options_exist():
+    from rt2_ros.cli import build_parser
+
+    p = build_parser("demo")
+    args = p.parse_args(["demo", "--attach", "--policies", "scripted", "--episodes", "2", "--out", "x", "--record"])
+    assert args.attach and args.record and args.episodes == 2
+
+
+def test_sim_yaml_sections_match_what_the_nodes_declare():
+    from rt2_ros.sim.sim_node import ServoNode, SimNode
+
+    data = yaml.safe_load((ROOT / "config" / "sim.yaml").read_text())
+    assert set(data) == {"rt2_node", "rt2_sim", "servo_node"}
+    sim = flatten(data["rt2_sim"]["ros__parameters"])
+    servo = flatten(data["servo_node"]["ros__parameters"])
+    assert set(sim) <= set(SimNode.PARAMS), set(sim) - set(SimNode.PARAMS)
+    assert set(servo) <= set(ServoNode.PARAMS), set(servo) - set(ServoNode.PARAMS)
+    for k, v in sim.items():  # same types as the declared defaults (ROS refuses a type change)
+        assert type(v) is type(SimNode.PARAMS[k]), k
+    for k, v in servo.items():
+        assert type(v) is type(ServoNode.PARAMS[k]), k
+
+
+def test_sim_yaml_rt2_section_is_a_valid_rt2_config():
+    cfg = load_sim_settings().rt2_config()
+    assert cfg.policy.backend == "scripted"
+    # The expert's largest step (m) fits the action bounds and the safety caps at this period.
+    from rt2_ros.sim.expert import ExpertParams
+
+    step = ExpertParams().max_step_m
+    assert step <= cfg.action.high[0]
+    assert step / cfg.control.period_s <= cfg.safety.max_linear_speed_axis_mps
+    assert step / cfg.control.period_s <= cfg.safety.max_linear_speed_mps
+
+
+def test_a_bad_sim_yaml_is_reported(tmp_path):
+    bad = tmp_path / "sim.yaml"
+    bad.write_text("rt2_node:\n  ros__parameters:\n    control:\n      period_s: -1.0\n")
+    with pytest.raises(ConfigError, match="period_s"):
+        load_sim_settings(bad).rt2_config()
+    (tmp_path / "broken.yaml").write_text("rt2_node: [1, 2")
+    with pytest.raises(ConfigError):
+        load_sim_settings(tmp_path / "broken.yaml")
+
+
+def test_demo_script_is_valid_bash_and_bootstraps_first():
+    script = ROOT / "scripts" / "demo.sh"
+    subprocess.run(["bash", "-n", str(script)], check=True)
+    text = script.read_text()
+    code = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+    assert code.index("scripts/bootstrap.sh") < code.index("make-test-model") < code.index("rt2_ros.cli demo")
+    assert "demo:" in (ROOT / "Makefile").read_text() and "scripts/demo.sh" in (ROOT / "Makefile").read_text()
