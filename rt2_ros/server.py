@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
-import ipaddress
 import logging
 import os
 import signal
@@ -92,15 +91,6 @@ def read_api_key(env_name: str | None, key_file: str | None) -> str | None:
     return (key.strip() or None) if key else None
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def build_policy(args: argparse.Namespace):
     """The served policy: a local transformers backend from ``--model``, or ``--policy``'s callable.
 
@@ -131,12 +121,12 @@ def build_policy(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     """``rt2-ros serve``: serve until SIGINT/SIGTERM; 0 on a clean stop, 1 on a start-up error."""
     logging.basicConfig(level=getattr(logging, args.log_level), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from rt2_ros.serving.protocol import Limits
+    from rt2_ros.serving.protocol import Limits, is_loopback
     from rt2_ros.serving.ws_server import PolicyServer, make_ssl_context
 
     try:
         api_key = read_api_key(args.api_key_env, args.api_key_file)
-        if api_key is None and not _is_loopback(args.host) and not args.allow_unauthenticated:
+        if api_key is None and not is_loopback(args.host) and not args.allow_unauthenticated:
             raise ValueError(f"refusing to serve on {args.host} without an API key: set ${args.api_key_env} or "
                              "--api-key-file (or pass --allow-unauthenticated)")
         if args.tls_key and not args.tls_cert:

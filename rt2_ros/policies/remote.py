@@ -36,7 +36,6 @@ the request.
 from __future__ import annotations
 
 import functools
-import ipaddress
 import json
 import logging
 import math
@@ -76,17 +75,6 @@ def _legacy_kwargs() -> dict[str, Any]:
         return {"legacy": True} if "legacy" in inspect.signature(connect).parameters else {}
     except Exception:  # noqa: BLE001
         return {}
-
-
-def _is_loopback(host: str | None) -> bool:
-    if not host:
-        return False
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class RemotePolicy(Policy):
@@ -138,7 +126,9 @@ class RemotePolicy(Policy):
         self.ping_interval_s = float(ping_interval_s)
         self.proxy = proxy
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
-        if api_key and u.scheme == "ws" and not _is_loopback(u.hostname):
+        from rt2_ros.serving.protocol import is_loopback
+
+        if api_key and u.scheme == "ws" and not is_loopback(u.hostname):
             log.warning("the API key goes to %s unencrypted (ws://); use wss:// (server --tls-cert) off this host", u.hostname)
         self._ssl = ssl_module.create_default_context(cafile=ca_file) if u.scheme == "wss" else None
 

@@ -28,6 +28,7 @@ framework (:mod:`rt2_ros.serving.ray_app`) speaks exactly the same protocol.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 from typing import Any, Mapping
 
@@ -101,6 +102,18 @@ class Limits:
 
 
 # -- msgpack with numpy arrays ------------------------------------------------------------
+
+
+def is_loopback(host: str | None) -> bool:
+    """True for ``localhost`` and loopback IP addresses (127.0.0.0/8, ::1)."""
+    if not host:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _default(obj: Any) -> Any:
