@@ -33,7 +33,7 @@ setup(
         # `rt2-ros serve` on the GPU box: the remote protocol plus the model.
         "server": ["websockets>=15", "msgpack>=1.0", "torch>=2.1", "transformers>=4.46", "tokenizers>=0.19",
                    "sentencepiece>=0.1.99", "pillow>=9"],
-        # Replicas behind one address (Ray Serve); ~400 MB, not installed by default.
+        # Replicas behind one address (Ray Serve); ~400 MB, optional for users (the test venv has it).
         "scale": ["ray[serve]>=2.40"],
         "sim": ["pybullet>=3.2.5", "matplotlib>=3.5", "tqdm>=4.60", "pillow>=9"],
         "record": ["mcap>=1.1", "mcap-ros2-support>=0.5"],
