@@ -27,7 +27,8 @@ from rt2_ros.config import RT2Config
 from rt2_ros.episode import Episode, EpisodeState, Transition
 from rt2_ros.motion import Twist, delta_to_twist, gripper_command
 from rt2_ros.policies.base import Policy, PolicyError, PolicyResult, check_image
-from rt2_ros.safety import SafetyEnvelope, ServoCommand
+from rt2_ros.policies.prompts import check_instruction
+from rt2_ros.safety import MAX_FUTURE_S, SafetyEnvelope, ServoCommand
 
 __all__ = ["Controller", "StepOutcome"]
 
@@ -69,12 +70,16 @@ class Controller:
         cfg: the whole configuration.
         policy: any :class:`~rt2_ros.policies.base.Policy`.
         clock: wall clock used only to measure latency (default ``time.perf_counter``).
+        now_fn: the caller's clock (the one ``now_s`` comes from: the node clock, ROS
+            time under ``use_sim_time``), read again after inference so an action's
+            period starts on that clock. None: ``now_s`` plus the measured latency.
     """
 
-    def __init__(self, cfg: RT2Config, policy: Policy, clock=time.perf_counter):
+    def __init__(self, cfg: RT2Config, policy: Policy, clock=time.perf_counter, now_fn=None):
         self.cfg = cfg
         self.policy = policy
         self._clock = clock
+        self._now_fn = now_fn
         self._lock = threading.RLock()
         self._transitions: list[Transition] = []
         self.episode = Episode(
@@ -101,30 +106,45 @@ class Controller:
         self._transitions.extend(ts)
         return ts
 
-    def on_image(self, image: np.ndarray, stamp_s: float) -> None:
+    @staticmethod
+    def _check_stamp(what: str, stamp_s: float, now_s: float | None) -> None:
+        if not np.isfinite(stamp_s):
+            raise ValueError(f"{what} stamp must be finite, got {stamp_s}")
+        if now_s is not None and stamp_s > now_s + MAX_FUTURE_S:
+            raise ValueError(f"{what} stamp is {stamp_s - now_s:.2f} s in the future of this clock (clock skew?)")
+
+    def on_image(self, image: np.ndarray, stamp_s: float, now_s: float | None = None) -> None:
         """Store the newest RGB image (uint8 (H, W, 3)) stamped ``stamp_s`` (s).
 
+        An older frame than the stored one is ignored, unless the stored one lies in
+        the future of ``now_s`` (the clock jumped back, e.g. a simulation reset).
+
         Raises:
-            ValueError: bad image (the previous image stays; nothing moves on it).
+            ValueError: bad image, or a stamp more than ``MAX_FUTURE_S`` after
+                ``now_s`` (the previous image stays; nothing moves on it).
         """
         check_image(image)
-        if not np.isfinite(stamp_s):
-            raise ValueError(f"image stamp must be finite, got {stamp_s}")
+        self._check_stamp("image", stamp_s, now_s)
         with self._lock:
-            if self._image_stamp_s is not None and stamp_s < self._image_stamp_s:
+            newest = self._image_stamp_s
+            jumped_back = now_s is not None and newest is not None and newest > now_s + MAX_FUTURE_S
+            if newest is not None and stamp_s < newest and not jumped_back:
                 return  # out-of-order frame: keep the newer one
             self._image, self._image_stamp_s = image, float(stamp_s)
-            self.envelope.image_watchdog.feed(stamp_s)
+            self.envelope.image_watchdog.feed(stamp_s, now_s)
 
-    def on_ee_pose(self, position: np.ndarray, stamp_s: float, rotation_planning_from_command=None) -> None:
+    def on_ee_pose(self, position: np.ndarray, stamp_s: float, rotation_planning_from_command=None,
+                   now_s: float | None = None) -> None:
         """Store the end-effector position (m, planning frame) stamped ``stamp_s``.
 
         Raises:
-            ValueError: not 3 finite values.
+            ValueError: not 3 finite values, or a stamp more than ``MAX_FUTURE_S``
+                after ``now_s``.
         """
         p = np.asarray(position, dtype=np.float64)
-        if p.shape != (3,) or not np.all(np.isfinite(p)) or not np.isfinite(stamp_s):
+        if p.shape != (3,) or not np.all(np.isfinite(p)):
             raise ValueError(f"end-effector position must be 3 finite values, got {position!r}")
+        self._check_stamp("end-effector pose", stamp_s, now_s)
         with self._lock:
             self._ee_position, self._ee_stamp_s = p, float(stamp_s)
             self._R_pc = None if rotation_planning_from_command is None else np.asarray(rotation_planning_from_command)
@@ -133,8 +153,10 @@ class Controller:
         """Start an episode (preempting a running one).
 
         Raises:
-            ValueError: empty instruction, or the e-stop is engaged.
+            ValueError: an instruction :func:`~rt2_ros.policies.prompts.check_instruction`
+                refuses (empty, too long, control characters), or the e-stop is engaged.
         """
+        text = check_instruction(text)
         with self._lock:
             if self.envelope.estop_engaged:
                 raise ValueError("emergency stop is engaged; clear it (/rt2/e_stop false) before a new episode")
@@ -216,14 +238,40 @@ class Controller:
                 return self._outcome(result, None, f"invalid action: {e}", ts, latency_ms)
             end = self.episode.on_action(action.terminate, now_s)
             ts += self._record([end])
-            done = self._clock()
-            now_after = now_s + (done - t0)
+            now_after = self._now_fn() if self._now_fn is not None else now_s + (self._clock() - t0)
             self.envelope.action_watchdog.feed(now_after)
             if end is not None or self.episode.pending_terminate():
+                self._twist, self._twist_until_s = Twist.zero(), -np.inf  # hold still, gripper held
                 return self._outcome(result, action, None, ts, latency_ms, twist=Twist.zero(), gripper=None)
+            if grip is not None and self._stop_now(now_after):
+                grip = None  # the arm is held stopped: so is the gripper
             self._twist = twist
             self._twist_until_s = now_after + self.cfg.control.period_s
             return self._outcome(result, action, None, ts, latency_ms, twist=twist, gripper=grip)
+
+    def _ee_position_now(self, now_s: float) -> np.ndarray | None:
+        """The end-effector position if its stamp is fresh (not older than
+        ``max_pose_age_s``, not in the future), else None."""
+        if self._ee_position is None or self._ee_stamp_s is None:
+            return None
+        age = now_s - self._ee_stamp_s
+        return self._ee_position if -MAX_FUTURE_S <= age <= self.cfg.safety.max_pose_age_s else None
+
+    def _stop_now(self, now_s: float) -> bool:
+        """Whether the envelope forces a stop now (e-stop, watchdogs, required pose unknown)."""
+        if self.envelope.stop_reasons(now_s):
+            return True
+        return self.cfg.safety.require_ee_pose and self._ee_position_now(now_s) is None
+
+    def send_gripper_if_allowed(self, episode_id: int, now_s: float, send) -> bool:
+        """Call ``send()`` (which publishes a step's gripper command) only if that
+        step's episode is still the running one and nothing forces a stop, atomically
+        with respect to stops, e-stops and new instructions. Returns whether it sent."""
+        with self._lock:
+            if not (self.episode.running and self.episode.episode_id == episode_id) or self._stop_now(now_s):
+                return False
+            send()
+            return True
 
     def _gripper_range(self) -> tuple[float, float]:
         if self.cfg.action.format == "openvla":
@@ -250,9 +298,7 @@ class Controller:
                 twist, horizon = Twist.zero(), 0.0
             else:
                 twist, horizon = self._twist, self._twist_until_s - now_s
-            ee = self._ee_position
-            if ee is not None and (self._ee_stamp_s is None or now_s - self._ee_stamp_s > self.cfg.safety.max_pose_age_s):
-                ee = None
+            ee = self._ee_position_now(now_s)
             cmd = self.envelope.filter(
                 twist, now_s, ee_position=ee, horizon_s=horizon,
                 rotation_planning_from_command=self._R_pc, watch_inputs=running,

@@ -280,7 +280,7 @@ class Rt2Node(Node):
 
             policy = make_policy(cfg)
         self.policy = policy
-        self.controller = Controller(cfg, policy)
+        self.controller = Controller(cfg, policy, now_fn=self.now_s)
 
         self._pub_lock = threading.RLock()
         self._stop_evt = threading.Event()
@@ -496,8 +496,8 @@ class Rt2Node(Node):
             else:
                 self._reject("step", f"step of episode {o.episode_id}", o.rejected +
                              (f" (model output {o.result.text[:80]!r})" if o.result is not None else ""))
-        if o.gripper is not None:
-            self._send_gripper(o.gripper)
+        if o.gripper is not None:  # not after a stop, e-stop or new instruction since the step
+            self.controller.send_gripper_if_allowed(o.episode_id, self.now_s(), lambda: self._send_gripper(o.gripper))
         if self._latest_image is not None and self.annotated_pub.get_subscription_count() > 0:
             img, img_stamp, frame = self._latest_image
             s = self.cfg.safety
@@ -538,7 +538,7 @@ class Rt2Node(Node):
 
     def _accept_image(self, rgb: np.ndarray, header) -> None:
         try:
-            self.controller.on_image(rgb, self._image_stamp_s(header))
+            self.controller.on_image(rgb, self._image_stamp_s(header), self.now_s())
         except ValueError as e:
             self._reject("image", "image", str(e))
             return
@@ -602,7 +602,7 @@ class Rt2Node(Node):
             return
         stamp = stamp_to_s(msg.header.stamp) or self.now_s()
         try:
-            self.controller.on_ee_pose(pos, stamp, r_pc)
+            self.controller.on_ee_pose(pos, stamp, r_pc, self.now_s())
         except ValueError as e:
             self._reject("pose", "end-effector pose", str(e))
             return
@@ -623,7 +623,7 @@ class Rt2Node(Node):
         pos = np.array([tr.x, tr.y, tr.z])
         stamp = stamp_to_s(tf.header.stamp) or now_s
         try:
-            self.controller.on_ee_pose(pos, stamp, r_pc)
+            self.controller.on_ee_pose(pos, stamp, r_pc, self.now_s())
         except ValueError as e:
             self._reject("pose", "end-effector pose from TF", str(e))
             return
@@ -672,6 +672,8 @@ class Rt2Node(Node):
         ``reset.planning_group``. Without: call the std_srvs/Trigger service
         ``reset.reset_service``. Returns ``(success, message)``; never raises.
         """
+        if self.controller.envelope.estop_engaged:
+            return False, "the emergency stop is engaged; clear it (/rt2/e_stop false) before a reset"
         if self.controller.cancel(self.now_s()) is not None:
             self._handle_transitions()
         r = self.cfg.reset

@@ -31,7 +31,7 @@ import numpy as np
 from rt2_ros.config import SafetyConfig
 from rt2_ros.motion import Twist
 
-__all__ = ["ServoCommand", "Watchdog", "SafetyEnvelope"]
+__all__ = ["ServoCommand", "Watchdog", "SafetyEnvelope", "MAX_FUTURE_S"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,8 +54,14 @@ class ServoCommand:
         return ServoCommand(Twist.zero(), True, tuple(reasons))
 
 
+#: A stamp later than "now" by more than this is not trusted (clock skew, a garbage
+#: header, or ROS time that jumped back, e.g. a simulation reset) [s].
+MAX_FUTURE_S = 0.5
+
+
 class Watchdog:
-    """Expires when the newest event is older than ``limit_s`` (or never came)."""
+    """Expires when the newest event is older than ``limit_s``, never came, or is
+    stamped more than :data:`MAX_FUTURE_S` in the future (its age cannot be known)."""
 
     def __init__(self, limit_s: float):
         if not limit_s > 0:
@@ -63,9 +69,13 @@ class Watchdog:
         self.limit_s = float(limit_s)
         self.last_s: float | None = None
 
-    def feed(self, stamp_s: float) -> None:
-        """Record an event stamped ``stamp_s`` (s); older stamps than the newest are ignored."""
-        if math.isfinite(stamp_s) and (self.last_s is None or stamp_s > self.last_s):
+    def feed(self, stamp_s: float, now_s: float | None = None) -> None:
+        """Record an event stamped ``stamp_s`` (s); older stamps than the newest are
+        ignored, unless the newest lies in the future of ``now_s`` (time jumped back)."""
+        if not math.isfinite(stamp_s):
+            return
+        stale_future = now_s is not None and self.last_s is not None and self.last_s > now_s + MAX_FUTURE_S
+        if self.last_s is None or stamp_s > self.last_s or stale_future:
             self.last_s = float(stamp_s)
 
     def age(self, now_s: float) -> float:
@@ -73,7 +83,8 @@ class Watchdog:
         return math.inf if self.last_s is None else now_s - self.last_s
 
     def expired(self, now_s: float) -> bool:
-        return self.age(now_s) > self.limit_s
+        age = self.age(now_s)
+        return age > self.limit_s or age < -MAX_FUTURE_S
 
     def clear(self) -> None:
         self.last_s = None

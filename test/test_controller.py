@@ -173,3 +173,92 @@ def test_transitions_are_drained_in_order():
     states = [(t.state, t.reason) for t in c.drain_transitions()]
     assert states == [(EpisodeState.RUNNING, None), (EpisodeState.FINISHED, EndReason.TERMINATE)]
     assert c.drain_transitions() == []
+
+
+def test_image_stamped_in_the_future_is_refused_and_cannot_disable_the_watchdog():
+    c, pol, _ = make([MOVE], **{"safety.max_image_age_s": 0.5})
+    start(c)
+    with pytest.raises(ValueError, match="in the future"):
+        c.on_image(IMG, 60.0, now_s=0.1)  # garbage header / clock skew
+    c.step(0.1)
+    # The real camera goes on; the watchdog still sees it age and stop the robot.
+    cmd = c.servo_command(0.7)
+    assert cmd.stop and "image_stale" in cmd.reasons
+
+
+def test_clock_jumping_back_makes_the_old_image_stale_and_new_frames_count():
+    c, pol, _ = make([MOVE], **{"safety.max_image_age_s": 0.5})
+    c.on_image(IMG, 100.0, now_s=100.0)
+    c.on_instruction("pick up the red block", 100.0)
+    # ROS time restarts (simulation reset): the stored frame lies in the future now.
+    cmd = c.servo_command(1.0)
+    assert cmd.stop and "image_stale" in cmd.reasons
+    assert c.step(1.0).rejected.startswith("no fresh image")
+    c.on_image(IMG, 1.05, now_s=1.05)  # older than the stored stamp, but the clock jumped: accepted
+    assert c.step(1.1).action is not None
+
+
+def test_pose_stamped_in_the_future_is_refused():
+    c, _, _ = make([MOVE])
+    with pytest.raises(ValueError, match="in the future"):
+        c.on_ee_pose(np.array([0.5, 0.0, 0.3]), 30.0, now_s=0.0)
+
+
+def test_gripper_is_held_while_the_arm_is_held_stopped():
+    c, _, _ = make([MOVE], **{"safety.require_ee_pose": True})
+    start(c)
+    out = c.step(0.0)  # no end-effector pose: the arm may not move, so neither may the gripper
+    assert out.action is not None and out.gripper is None
+    c.on_ee_pose(np.array([0.5, 0.0, 0.3]), 0.2)
+    out = c.step(0.2)
+    assert out.gripper is not None
+
+
+def test_gripper_of_a_step_is_not_sent_after_a_stop_that_came_later():
+    c, _, _ = make([MOVE])
+    start(c)
+    out = c.step(0.0)
+    sent = []
+    c.cancel(0.05)  # /rt2/stop between the step and the gripper publication
+    assert not c.send_gripper_if_allowed(out.episode_id, 0.06, lambda: sent.append(out.gripper))
+    assert sent == []
+    start(c, 0.1)
+    out = c.step(0.1)
+    assert c.send_gripper_if_allowed(out.episode_id, 0.11, lambda: sent.append(out.gripper)) and sent
+
+
+def test_action_period_runs_on_the_callers_clock():
+    # Under sim time at half speed, 0.4 s of wall-clock inference is 0.2 s of ROS time.
+    ros_now = [0.0]
+    c, pol, cfg = make([MOVE])
+    c = Controller(cfg, pol, now_fn=lambda: ros_now[0])
+    start(c)
+    orig = pol.infer_batch
+
+    def slow(obs):
+        ros_now[0] = 0.2
+        return orig(obs)
+
+    pol.infer_batch = slow
+    c.step(0.0)
+    assert not c.servo_command(0.35).twist.is_zero
+    assert c.servo_command(0.4).twist.is_zero  # period 0.2 s from 0.2 s on the caller's clock
+
+
+@pytest.mark.parametrize("bad", ["?", "pick\x00up", "x" * 1001, "   "])
+def test_instructions_the_prompt_would_refuse_are_refused_up_front(bad):
+    c, _, _ = make([MOVE])
+    with pytest.raises(ValueError):
+        c.on_instruction(bad, 0.0)
+    assert c.state is EpisodeState.IDLE
+
+
+def test_a_building_terminate_streak_stops_the_previous_motion_at_once():
+    c, _, _ = make([MOVE, STOP, STOP], **{"control.terminate_debounce": 2})
+    start(c)
+    c.step(0.0)
+    assert not c.servo_command(0.05).twist.is_zero
+    out = c.step(0.1)  # first terminate token: the episode goes on, the arm holds still
+    assert out.twist.is_zero and c.state is EpisodeState.RUNNING
+    assert c.servo_command(0.12).twist.is_zero
+    assert c.step(0.3).transitions[0].reason is EndReason.TERMINATE

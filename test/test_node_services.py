@@ -33,7 +33,7 @@ from rcl_interfaces.srv import SetParameters
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Int8, String
-from std_srvs.srv import Trigger
+from std_srvs.srv import SetBool, Trigger
 
 from rt2_ros.config import ConfigError, RT2Config, flat_fields
 from rt2_ros.factory import make_rt2_tokenizer
@@ -174,6 +174,10 @@ def test_reset_calls_the_reset_service_or_says_none_is_available(rig):
         assert res.success and "scene reset" in res.message and len(seen) == 1
         end = rig.episodes.wait_for(lambda m: m.state == FINISHED, 2.0)
         assert end is not None and end.reason == "cancelled"  # resetting ends the episode first
+        # While the emergency stop is latched, nothing moves the robot, a reset included.
+        assert call_service(rig.probe, SetBool, "/rt2/e_stop", SetBool.Request(data=True)).success
+        res = call_service(rig.probe, Trigger, "/rt2/reset", Trigger.Request())
+        assert not res.success and "emergency stop" in res.message and len(seen) == 1
     finally:
         rig.probe.destroy_service(srv)
 

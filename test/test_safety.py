@@ -140,3 +140,11 @@ def test_watchdog_ignores_older_stamps_and_never_fed_is_expired():
     assert w.age(5.5) == pytest.approx(0.5) and not w.expired(5.5) and w.expired(6.5)
     with pytest.raises(ValueError):
         Watchdog(0.0)
+
+
+def test_watchdog_fed_from_the_future_is_expired_not_immortal():
+    w = Watchdog(1.0)
+    w.feed(100.0)
+    assert w.expired(10.0)  # age -90 s: the stamp cannot be trusted
+    w.feed(10.2, now_s=10.3)  # time jumped back: the newer-looking old stamp is replaced
+    assert not w.expired(10.5)
