@@ -299,6 +299,12 @@ class Controller:
             else:
                 twist, horizon = self._twist, self._twist_until_s - now_s
             ee = self._ee_position_now(now_s)
+            if ee is not None:
+                # The pose is up to max_pose_age_s old: the arm has moved on since, at about
+                # the last commanded velocity. Check the box from where it is now.
+                v = self.envelope.last_twist.linear
+                v = v if self._R_pc is None else self._R_pc @ v
+                ee = ee + v * max(now_s - self._ee_stamp_s, 0.0)
             cmd = self.envelope.filter(
                 twist, now_s, ee_position=ee, horizon_s=horizon,
                 rotation_planning_from_command=self._R_pc, watch_inputs=running,

@@ -142,6 +142,11 @@ class SafetyEnvelope:
     def clear_estop(self) -> None:
         self._estop = False
 
+    @property
+    def last_twist(self) -> Twist:
+        """The last command this envelope let through (zero after a stop), command frame."""
+        return self._prev
+
     def reset_slew(self) -> None:
         """Forget the previous command (next command slews from zero)."""
         self._prev, self._prev_t = Twist.zero(), None

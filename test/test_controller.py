@@ -262,3 +262,21 @@ def test_a_building_terminate_streak_stops_the_previous_motion_at_once():
     assert out.twist.is_zero and c.state is EpisodeState.RUNNING
     assert c.servo_command(0.12).twist.is_zero
     assert c.step(0.3).transitions[0].reason is EndReason.TERMINATE
+
+
+def test_workspace_box_accounts_for_the_age_of_the_pose():
+    # Pose 0.4 s old at x = 0.50 while moving at 0.2 m/s: the arm is near x = 0.58 now,
+    # beyond the face x = 0.55, so no further +x motion is allowed.
+    c, _, _ = make(["1 255 128 128 128 128 128 0"], **{"safety.workspace_max": [0.55, 0.5, 0.8],
+                                                       "safety.max_pose_age_s": 0.5})
+    start(c)
+    c.on_ee_pose(np.array([0.50, 0.0, 0.3]), 0.0)
+    c.step(0.0)
+    v0 = c.servo_command(0.0).twist.linear[0]
+    assert v0 > 0.15  # fresh pose, 5 cm of room: moving
+    for k in range(1, 10):
+        c.servo_command(0.02 * k)  # commanding +x, the pose is not updated
+    c.step(0.2)
+    for k in range(11, 19):
+        c.servo_command(0.02 * k)
+    assert c.servo_command(0.38).twist.linear[0] <= 1e-9
