@@ -51,6 +51,7 @@ sys.path.insert(0, str(ROOT))
 from rt2_ros.config import load_config  # noqa: E402
 from rt2_ros.policies.base import PolicyError  # noqa: E402
 from rt2_ros.policies.remote import RemotePolicy  # noqa: E402
+from rt2_ros.testing.serve import start_server  # noqa: E402
 
 INSTRUCTIONS = ["pick up the red block", "open the top drawer", "push the blue cube left", "place the can in the bowl"]
 
@@ -59,25 +60,12 @@ def percentile(xs: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(xs), q)) if xs else float("nan")
 
 
-def start_server(model_dir: Path, max_batch_size: int, max_wait_ms: float) -> tuple[subprocess.Popen, str]:
+def start_model_server(model_dir: Path, max_batch_size: int, max_wait_ms: float) -> tuple[subprocess.Popen, str]:
     """``rt2-ros serve --model DIR`` on a free loopback port; returns (process, url)."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     env.pop("RT2_API_KEY", None)
-    cmd = [sys.executable, "-m", "rt2_ros.cli", "serve", "--model", str(model_dir), "--port", "0",
-           "--max-batch-size", str(max_batch_size), "--max-wait-ms", str(max_wait_ms), "--log-level", "WARNING"]
-    p = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines = []
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        line = p.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        if "rt2-ros serve: listening on" in line:
-            threading.Thread(target=lambda: [None for _ in p.stdout], daemon=True).start()
-            return p, line.split("listening on ")[1].split()[0]
-    p.kill()
-    raise RuntimeError("server did not start:\n" + "".join(lines[-30:]))
+    return start_server(["--model", str(model_dir), "--max-batch-size", str(max_batch_size),
+                         "--max-wait-ms", str(max_wait_ms), "--log-level", "WARNING"], env=env, cwd=ROOT, timeout_s=300)
 
 
 def health(url: str) -> dict:
@@ -280,8 +268,8 @@ def main(argv: list[str] | None = None) -> int:
             model_dir = make_test_model(Path(tmp) / size, size=size, seed=0)
             # Both servers up at once (an idle one costs no CPU); on and off alternate per
             # client count, so a change in machine load hits both alike.
-            servers = {"on": start_server(model_dir, args.max_batch_size, args.max_wait_ms),
-                       "off": start_server(model_dir, 1, 0.0)}
+            servers = {"on": start_model_server(model_dir, args.max_batch_size, args.max_wait_ms),
+                       "off": start_model_server(model_dir, 1, 0.0)}
             try:
                 for n in counts:
                     fleets = {mode: Fleet(url, n, images) for mode, (_, url) in servers.items()}

@@ -25,6 +25,7 @@ from rt2_ros.policies.base import PolicyError
 from rt2_ros.policies.remote import RemotePolicy
 from rt2_ros.serving.protocol import Limits, packb, unpackb
 from rt2_ros.serving.ws_server import BackgroundServer
+from rt2_ros.testing.serve import start_server
 from remote_fakes import ImagePolicy, image_text, image_with
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -300,24 +301,10 @@ def test_tls_with_a_self_signed_certificate(tmp_path):
 
 
 def serve_subprocess(*args, env=None):
-    """Start ``rt2-ros serve`` on a free port; returns (process, url)."""
+    """Start ``rt2-ros serve`` on a free port (test helpers importable); returns (process, url)."""
     e = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TEST_DIR), str(ROOT), os.environ.get("PYTHONPATH", "")]),
-             PYTHONUNBUFFERED="1", **(env or {}))
-    p = subprocess.Popen([sys.executable, "-m", "rt2_ros.cli", "serve", "--port", "0", *args], env=e, cwd=ROOT,
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 60
-    lines = []
-    while time.monotonic() < deadline:
-        line = p.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        if "rt2-ros serve: listening on" in line:
-            url = line.split("listening on ")[1].split()[0]
-            threading.Thread(target=lambda: [None for _ in p.stdout], daemon=True).start()  # keep the pipe drained
-            return p, url
-    p.kill()
-    raise RuntimeError("server did not start:\n" + "".join(lines))
+             **(env or {}))
+    return start_server(args, env=e, cwd=ROOT, timeout_s=60.0)
 
 
 def test_cli_serve_reads_the_key_from_the_environment_and_serves(tmp_path):
