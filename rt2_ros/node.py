@@ -88,6 +88,9 @@ MARKER_PERIOD_S = 0.1
 STOP_SERVICE, ESTOP_SERVICE, RESET_SERVICE = "/rt2/stop", "/rt2/e_stop", "/rt2/reset"
 #: Time allowed for the fallback reset service to answer [s].
 RESET_TIMEOUT_S = 60.0
+#: Time allowed for DDS to discover the fallback reset service [s] (first discovery
+#: can take ~3 s on loopback here).
+RESET_DISCOVERY_TIMEOUT_S = 5.0
 #: Python's GIL switch interval in the node process [s] (default 0.005). A model's
 #: Python-side generate loop holds the GIL between short torch calls; with 1 ms the
 #: servo timer thread gets it back sooner (benchmarks/bench_node.py, tiny model on a
@@ -345,6 +348,10 @@ class Rt2Node(Node):
         self.create_service(Trigger, RESET_SERVICE, self._srv_reset, callback_group=g)
         self._reset_client = None
         self._moveit = None
+        if cfg.reset.reset_service and _moveit_py() is None:
+            # Created now, so DDS discovers the service long before the first /rt2/reset
+            # (discovery here can take ~3 s, shared/docs/ros2-on-this-machine.md).
+            self._reset_client = self.create_client(Trigger, cfg.reset.reset_service, callback_group=g)
 
         self._servo_timer = self.create_timer(1.0 / cfg.control.servo_rate_hz, self._servo_tick,
                                               callback_group=self._servo_group)
@@ -696,7 +703,7 @@ class Rt2Node(Node):
             return False, ("no reset available: moveit_py is not importable and reset.reset_service is empty")
         if self._reset_client is None:
             self._reset_client = self.create_client(Trigger, r.reset_service, callback_group=self._input_group)
-        if not self._reset_client.wait_for_service(timeout_sec=2.0):
+        if not self._reset_client.wait_for_service(timeout_sec=RESET_DISCOVERY_TIMEOUT_S):
             return False, (f"no reset available: moveit_py is not importable and {r.reset_service} "
                            "(std_srvs/Trigger, reset.reset_service) is not offered")
         done = threading.Event()
