@@ -31,13 +31,20 @@ setup(
         # Robot side of the remote backend: websockets (>= 15 for the client's proxy=) + msgpack.
         "remote": ["websockets>=15", "msgpack>=1.0"],
         # `rt2-ros serve` on the GPU box: the remote protocol plus the model.
-        "server": ["websockets>=15", "msgpack>=1.0", "torch>=2.1", "transformers>=4.46", "tokenizers>=0.19",
-                   "sentencepiece>=0.1.99", "pillow>=9"],
+        "server": [
+            "websockets>=15",
+            "msgpack>=1.0",
+            "torch>=2.1",
+            "transformers>=4.46",
+            "tokenizers>=0.19",
+            "sentencepiece>=0.1.99",
+            "pillow>=9",
+        ],
         # Replicas behind one address (Ray Serve); ~400 MB, optional for users (the test venv has it).
         "scale": ["ray[serve]>=2.40"],
         "sim": ["pybullet>=3.2.5", "matplotlib>=3.5", "tqdm>=4.60", "pillow>=9"],
         "record": ["mcap>=1.1", "mcap-ros2-support>=0.5"],
-        "test": ["pytest>=7", "hypothesis>=6", "pytest-timeout>=2.1"],
+        "test": ["pytest>=7", "hypothesis>=6", "pytest-timeout>=2.1", "ruff>=0.6", "import-linter>=2.0"],
     },
     entry_points={
         "console_scripts": [

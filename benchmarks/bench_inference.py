@@ -155,8 +155,16 @@ def main(argv: list[str] | None = None) -> int:
             load_s = time.perf_counter() - t
             steps = args.steps or (100 if size == "tiny" else 30)
             r = bench_policy(policy, steps, batch=args.batch)
-            r.update(name=size, dtype=dt, device=device, steps=steps, batch=args.batch, load_s=load_s,
-                     params_m=policy.metadata.extra["num_parameters"] / 1e6, prompt=args.prompt)
+            r.update(
+                name=size,
+                dtype=dt,
+                device=device,
+                steps=steps,
+                batch=args.batch,
+                load_s=load_s,
+                params_m=policy.metadata.extra["num_parameters"] / 1e6,
+                prompt=args.prompt,
+            )
             results.append(r)
             print(json.dumps(r), flush=True)
             policy.close()
@@ -167,24 +175,37 @@ def main(argv: list[str] | None = None) -> int:
             print("# --openvla-7b skipped: no GPU (use --allow-7b-on-cpu to force)", flush=True)
         else:
             from rt2_ros.action_tokenizer import select_unnorm_stats
-            from rt2_ros.testing.make_model import OPENVLA_7B_LLAVA_DIMS, example_statistics, build_llava_model
+            from rt2_ros.testing.make_model import OPENVLA_7B_LLAVA_DIMS, build_llava_model, example_statistics
 
             for dt in [d for d in dtypes if d != "fp32" or device == "cpu"] or ["bf16"]:
                 t = time.perf_counter()
                 model, processor = build_llava_model(
-                    OPENVLA_7B_LLAVA_DIMS, dtype={"fp32": torch.float32, "bf16": torch.bfloat16,
-                                                  "fp16": torch.float16}[dt], device=device
+                    OPENVLA_7B_LLAVA_DIMS,
+                    dtype={"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dt],
+                    device=device,
                 )
                 policy = TransformersPolicy(
-                    model, processor, model_id="openvla-7b-sized-llava (random)", action_format="openvla",
-                    prompt="openvla", openvla_vocab_size=32000,
+                    model,
+                    processor,
+                    model_id="openvla-7b-sized-llava (random)",
+                    action_format="openvla",
+                    prompt="openvla",
+                    openvla_vocab_size=32000,
                     unnorm=select_unnorm_stats(example_statistics(), None),
                 )
                 load_s = time.perf_counter() - t
                 steps = args.steps or 30
                 r = bench_policy(policy, steps, batch=args.batch)
-                r.update(name="openvla-7b-sized", dtype=dt, device=device, steps=steps, batch=args.batch,
-                         load_s=load_s, params_m=policy.metadata.extra["num_parameters"] / 1e6, prompt="openvla")
+                r.update(
+                    name="openvla-7b-sized",
+                    dtype=dt,
+                    device=device,
+                    steps=steps,
+                    batch=args.batch,
+                    load_s=load_s,
+                    params_m=policy.metadata.extra["num_parameters"] / 1e6,
+                    prompt="openvla",
+                )
                 results.append(r)
                 print(json.dumps(r), flush=True)
                 policy.close()
@@ -193,15 +214,20 @@ def main(argv: list[str] | None = None) -> int:
                     torch.cuda.empty_cache()
 
     print()
-    print("| model | params | dtype | device | batch | preprocess ms (med/p90) | model ms (med/p90) "
-          "| decode ms (med/p90) | end-to-end ms (med/p90) | rate Hz |")
+    print(
+        "| model | params | dtype | device | batch | preprocess ms (med/p90) | model ms (med/p90) "
+        "| decode ms (med/p90) | end-to-end ms (med/p90) | rate Hz |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
+
         def f(k: str) -> str:
             return f"{r[k]['median_ms']:.1f} / {r[k]['p90_ms']:.1f}"
 
-        print(f"| {r['name']} | {r['params_m']:.1f} M | {r['dtype']} | {r['device']} | {r['batch']} | "
-              f"{f('preprocess')} | {f('model')} | {f('decode')} | {f('end_to_end')} | {r['rate_hz']:.1f} |")
+        print(
+            f"| {r['name']} | {r['params_m']:.1f} M | {r['dtype']} | {r['device']} | {r['batch']} | "
+            f"{f('preprocess')} | {f('model')} | {f('decode')} | {f('end_to_end')} | {r['rate_hz']:.1f} |"
+        )
     if args.json:
         Path(args.json).write_text(json.dumps({"machine": machine, "results": results}, indent=2))
     if tmp is not None:

@@ -42,11 +42,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import rclpy  # noqa: E402
+from geometry_msgs.msg import TwistStamped  # noqa: E402
 from rclpy.context import Context  # noqa: E402
 from rclpy.executors import MultiThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from rclpy.qos import qos_profile_sensor_data  # noqa: E402
-from geometry_msgs.msg import TwistStamped  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
 from rt2_ros.config import RT2Config  # noqa: E402
@@ -62,7 +62,12 @@ def _pct(x, q):
 
 def _summary_ms(x) -> dict:
     x = np.asarray(x, dtype=float) * 1e3
-    return {"n": int(x.size), "p50_ms": _pct(x, 50), "p99_ms": _pct(x, 99), "max_ms": float(x.max()) if x.size else float("nan")}
+    return {
+        "n": int(x.size),
+        "p50_ms": _pct(x, 50),
+        "p99_ms": _pct(x, 99),
+        "max_ms": float(x.max()) if x.size else float("nan"),
+    }
 
 
 class ConstantPolicy(Policy):
@@ -134,17 +139,27 @@ def bench_jitter(args) -> dict:
             policy, overrides = ConstantPolicy(RT2Config()), {}
         else:
             policy, overrides = _model_policy(args.model, args.threads, Path(tmp))
-        overrides = dict(overrides, **{"control.period_s": args.period, "control.max_steps": 100000,
-                                       "control.max_duration_s": 3600.0, "control.servo_rate_hz": args.servo_hz})
+        overrides = dict(
+            overrides,
+            **{
+                "control.period_s": args.period,
+                "control.max_steps": 100000,
+                "control.max_duration_s": 3600.0,
+                "control.servo_rate_hz": args.servo_hz,
+            },
+        )
         sp = Spinner()
         node = Rt2Node(policy, context=sp.context, overrides=overrides)
         probe = Node("bench_probe", context=sp.context)
         sp.executor.add_node(node)
         sp.executor.add_node(probe)
         arrivals: list[tuple[float, float]] = []
-        probe.create_subscription(TwistStamped, node.cfg.topics.twist,
-                                  lambda m: arrivals.append((time.monotonic(), m.header.stamp.sec + m.header.stamp.nanosec * 1e-9)),
-                                  1000)
+        probe.create_subscription(
+            TwistStamped,
+            node.cfg.topics.twist,
+            lambda m: arrivals.append((time.monotonic(), m.header.stamp.sec + m.header.stamp.nanosec * 1e-9)),
+            1000,
+        )
         cam = probe.create_publisher(Image, node.cfg.topics.image, qos_profile_sensor_data)
         img = rgb_to_image_msg(np.random.default_rng(0).integers(0, 256, (224, 224, 3), dtype=np.uint8))
         stop = threading.Event()
@@ -194,8 +209,12 @@ def bench_overhead(args) -> dict:
             cfg = RT2Config()
             policy = ConstantPolicy(cfg)
             sp = Spinner()
-            node = Rt2Node(policy, context=sp.context, start_worker=False,
-                           overrides={"control.max_steps": 100000, "control.max_duration_s": 3600.0})
+            node = Rt2Node(
+                policy,
+                context=sp.context,
+                start_worker=False,
+                overrides={"control.max_steps": 100000, "control.max_duration_s": 3600.0},
+            )
             probe = Node("bench_probe", context=sp.context)
             sp.executor.add_node(node)
             sp.executor.add_node(probe)
@@ -219,12 +238,16 @@ def bench_overhead(args) -> dict:
                 if i >= 20:  # warm-up
                     t_img.append(b - a)
                     t_step.append(c - b)
-            own = np.array(policy.own_s[-args.steps:])
+            own = np.array(policy.own_s[-args.steps :])
             step_wo_model = np.array(t_step) - own
             total = np.array(t_img) + step_wo_model
             key = f"{w}x{h}" + (" +annotated" if annotated else "")
-            out[key] = {"image_callback": _summary_ms(t_img), "step_without_model": _summary_ms(step_wo_model),
-                        "total": _summary_ms(total), "policy_own": _summary_ms(own)}
+            out[key] = {
+                "image_callback": _summary_ms(t_img),
+                "step_without_model": _summary_ms(step_wo_model),
+                "total": _summary_ms(total),
+                "policy_own": _summary_ms(own),
+            }
             sp.close([node, probe])
     return out
 
@@ -233,15 +256,22 @@ def _table(res: dict) -> str:
     lines = []
     if "jitter" in res:
         j = res["jitter"]
-        lines += [f"servo stream at {j['servo_rate_hz']:.0f} Hz, model {j['model']} "
-                  f"(p50 inference {j['inference_latency_ms_p50']:.0f} ms, {j['steps']} steps in {j['seconds']} s):",
-                  "| period | p50 ms | p99 ms | max ms |", "|---|---|---|---|"]
+        lines += [
+            f"servo stream at {j['servo_rate_hz']:.0f} Hz, model {j['model']} "
+            f"(p50 inference {j['inference_latency_ms_p50']:.0f} ms, {j['steps']} steps in {j['seconds']} s):",
+            "| period | p50 ms | p99 ms | max ms |",
+            "|---|---|---|---|",
+        ]
         for k in ("stamp_period", "arrival_period"):
             s = j[k]
             lines.append(f"| {k.replace('_', ' ')} | {s['p50_ms']:.1f} | {s['p99_ms']:.1f} | {s['max_ms']:.1f} |")
     if "overhead" in res:
-        lines += ["", "node overhead per step, model excluded (ms):",
-                  "| image | image callback p50/p99 | step w/o model p50/p99 | total p50/p99 |", "|---|---|---|---|"]
+        lines += [
+            "",
+            "node overhead per step, model excluded (ms):",
+            "| image | image callback p50/p99 | step w/o model p50/p99 | total p50/p99 |",
+            "|---|---|---|---|",
+        ]
         for k, v in res["overhead"].items():
             f = lambda s: f"{s['p50_ms']:.2f} / {s['p99_ms']:.2f}"  # noqa: E731
             lines.append(f"| {k} | {f(v['image_callback'])} | {f(v['step_without_model'])} | {f(v['total'])} |")
@@ -258,12 +288,23 @@ def main(argv=None) -> int:
     p.add_argument("--servo-hz", type=float, default=50.0, help="jitter: servo rate [Hz]")
     p.add_argument("--steps", type=int, default=200, help="overhead: steps per image size")
     p.add_argument("--json", default=None, help="write the results here too")
-    p.add_argument("--switch-interval", type=float, default=GIL_SWITCH_INTERVAL_S,
-                   help="sys.setswitchinterval [s]; main() of the node uses GIL_SWITCH_INTERVAL_S")
+    p.add_argument(
+        "--switch-interval",
+        type=float,
+        default=GIL_SWITCH_INTERVAL_S,
+        help="sys.setswitchinterval [s]; main() of the node uses GIL_SWITCH_INTERVAL_S",
+    )
     args = p.parse_args(argv)
     sys.setswitchinterval(args.switch_interval)
-    res = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
-                       "load_average": os.getloadavg(), "switch_interval_s": args.switch_interval}}
+    res = {
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "load_average": os.getloadavg(),
+            "switch_interval_s": args.switch_interval,
+        }
+    }
     if args.what in ("all", "jitter"):
         res["jitter"] = bench_jitter(args)
     if args.what in ("all", "overhead"):

@@ -64,8 +64,21 @@ def start_model_server(model_dir: Path, max_batch_size: int, max_wait_ms: float)
     """``rt2-ros serve --model DIR`` on a free loopback port; returns (process, url)."""
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     env.pop("RT2_API_KEY", None)
-    return start_server(["--model", str(model_dir), "--max-batch-size", str(max_batch_size),
-                         "--max-wait-ms", str(max_wait_ms), "--log-level", "WARNING"], env=env, cwd=ROOT, timeout_s=300)
+    return start_server(
+        [
+            "--model",
+            str(model_dir),
+            "--max-batch-size",
+            str(max_batch_size),
+            "--max-wait-ms",
+            str(max_wait_ms),
+            "--log-level",
+            "WARNING",
+        ],
+        env=env,
+        cwd=ROOT,
+        timeout_s=300,
+    )
 
 
 def health(url: str) -> dict:
@@ -189,8 +202,13 @@ def in_process_latencies(model_dir: Path, image: np.ndarray, n: int) -> list[flo
         f = Path(tmp) / "image.npy"
         np.save(f, image)
         env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONPATH=str(ROOT))
-        p = subprocess.run([sys.executable, "-c", IN_PROCESS_SCRIPT, str(model_dir), str(f), str(n), INSTRUCTIONS[0]],
-                           capture_output=True, text=True, env=env, timeout=600)
+        p = subprocess.run(
+            [sys.executable, "-c", IN_PROCESS_SCRIPT, str(model_dir), str(f), str(n), INSTRUCTIONS[0]],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=600,
+        )
     for line in p.stdout.splitlines():
         if line.startswith("LATENCIES "):
             return json.loads(line.split(" ", 1)[1])
@@ -242,7 +260,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reps", type=int, default=2, help="on/off alternations per run (default 2)")
     ap.add_argument("--max-batch-size", type=int, default=8, help="batching on: max batch size")
     ap.add_argument("--max-wait-ms", type=float, default=5.0, help="batching on: max wait, ms")
-    ap.add_argument("--overhead-n", type=int, default=40, help="requests per side for the loopback-overhead part (0 = skip)")
+    ap.add_argument(
+        "--overhead-n", type=int, default=40, help="requests per side for the loopback-overhead part (0 = skip)"
+    )
     ap.add_argument("--json", default=None, help="write all numbers to this file")
     args = ap.parse_args(argv)
 
@@ -260,39 +280,57 @@ def main(argv: list[str] | None = None) -> int:
 
     from rt2_ros.testing.make_model import make_test_model
 
-    out: dict = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                             "loadavg_start": os.getloadavg()}, "runs": [], "overhead": {}}
+    out: dict = {
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "loadavg_start": os.getloadavg(),
+        },
+        "runs": [],
+        "overhead": {},
+    }
     t_all = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="rt2_bench_server_") as tmp:
         for size in sizes:
             model_dir = make_test_model(Path(tmp) / size, size=size, seed=0)
             # Both servers up at once (an idle one costs no CPU); on and off alternate per
             # client count, so a change in machine load hits both alike.
-            servers = {"on": start_model_server(model_dir, args.max_batch_size, args.max_wait_ms),
-                       "off": start_model_server(model_dir, 1, 0.0)}
+            servers = {
+                "on": start_model_server(model_dir, args.max_batch_size, args.max_wait_ms),
+                "off": start_model_server(model_dir, 1, 0.0),
+            }
             try:
                 for n in counts:
                     fleets = {mode: Fleet(url, n, images) for mode, (_, url) in servers.items()}
                     # on, off, on, off: half the time each, so load drift hits both modes alike
                     for rep in range(args.reps):
                         for mode, fleet in fleets.items():
-                            fleet.window(durations.get(size, 5.0) / args.reps, warmup=(warmups.get(size, 1) if rep == 0 else 0))
+                            fleet.window(
+                                durations.get(size, 5.0) / args.reps, warmup=(warmups.get(size, 1) if rep == 0 else 0)
+                            )
                     for mode, fleet in fleets.items():
                         fleet.close()
                         r = fleet.summary()
                         r.update(size=size, batching=mode)
                         out["runs"].append(r)
-                        print(f"{size:5s} batching {mode:3s} clients {n:2d}: {r['throughput_aps']:7.1f} actions/s  "
-                              f"p50 {r['p50_ms']:7.1f} ms  p99 {r['p99_ms']:7.1f} ms  mean batch {r['mean_batch']:.2f}  "
-                              f"errors {r['errors']}  load {os.getloadavg()[0]:.1f}", flush=True)
+                        print(
+                            f"{size:5s} batching {mode:3s} clients {n:2d}: {r['throughput_aps']:7.1f} actions/s  "
+                            f"p50 {r['p50_ms']:7.1f} ms  p99 {r['p99_ms']:7.1f} ms  mean batch {r['mean_batch']:.2f}  "
+                            f"errors {r['errors']}  load {os.getloadavg()[0]:.1f}",
+                            flush=True,
+                        )
                 if size == sizes[0] and args.overhead_n > 0:
                     o = loopback_overhead(model_dir, servers["on"][1], images[0], args.overhead_n)
                     o["size"] = size
                     out["overhead"] = o
-                    print(f"{size} one robot 224x224: in-process p50 {o['in_process_p50_ms']:.1f} ms, remote p50 "
-                          f"{o['remote_p50_ms']:.1f} ms; remote overhead p50 {o['overhead_p50_ms']:.2f} ms "
-                          f"p99 {o['overhead_p99_ms']:.2f} ms (network {o['network_ms_p50']:.2f}, server outside "
-                          f"the model {o['server_other_ms_p50']:.2f})", flush=True)
+                    print(
+                        f"{size} one robot 224x224: in-process p50 {o['in_process_p50_ms']:.1f} ms, remote p50 "
+                        f"{o['remote_p50_ms']:.1f} ms; remote overhead p50 {o['overhead_p50_ms']:.2f} ms "
+                        f"p99 {o['overhead_p99_ms']:.2f} ms (network {o['network_ms_p50']:.2f}, server outside "
+                        f"the model {o['server_other_ms_p50']:.2f})",
+                        flush=True,
+                    )
             finally:
                 for proc, _ in servers.values():
                     proc.terminate()
@@ -312,8 +350,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def markdown(out: dict) -> str:
     """The README table."""
-    lines = ["| model | robots | batching off: actions/s | p50 / p99 ms | batching on: actions/s | p50 / p99 ms | mean batch | gain |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| model | robots | batching off: actions/s | p50 / p99 ms | batching on: actions/s | p50 / p99 ms | mean batch | gain |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     runs = out["runs"]
     for size in dict.fromkeys(r["size"] for r in runs):
         for n in dict.fromkeys(r["clients"] for r in runs if r["size"] == size):
@@ -322,15 +362,20 @@ def markdown(out: dict) -> str:
             if on is None or off is None:
                 continue
             gain = on["throughput_aps"] / off["throughput_aps"] if off["throughput_aps"] else float("nan")
-            lines.append(f"| {size} | {n} | {off['throughput_aps']:.1f} | {off['p50_ms']:.0f} / {off['p99_ms']:.0f} | "
-                         f"{on['throughput_aps']:.1f} | {on['p50_ms']:.0f} / {on['p99_ms']:.0f} | {on['mean_batch']:.2f} | "
-                         f"{gain:.2f}x |")
+            lines.append(
+                f"| {size} | {n} | {off['throughput_aps']:.1f} | {off['p50_ms']:.0f} / {off['p99_ms']:.0f} | "
+                f"{on['throughput_aps']:.1f} | {on['p50_ms']:.0f} / {on['p99_ms']:.0f} | {on['mean_batch']:.2f} | "
+                f"{gain:.2f}x |"
+            )
     o = out.get("overhead")
     if o:
-        lines += ["", f"One robot, 224x224, {o['size']} model, loopback: remote overhead per request p50 "
-                      f"{o['overhead_p50_ms']:.1f} ms, p99 {o['overhead_p99_ms']:.1f} ms (network {o['network_ms_p50']:.1f} ms, "
-                      f"server outside the model {o['server_other_ms_p50']:.1f} ms); wall time p50 in-process "
-                      f"{o['in_process_p50_ms']:.1f} ms vs remote {o['remote_p50_ms']:.1f} ms."]
+        lines += [
+            "",
+            f"One robot, 224x224, {o['size']} model, loopback: remote overhead per request p50 "
+            f"{o['overhead_p50_ms']:.1f} ms, p99 {o['overhead_p99_ms']:.1f} ms (network {o['network_ms_p50']:.1f} ms, "
+            f"server outside the model {o['server_other_ms_p50']:.1f} ms); wall time p50 in-process "
+            f"{o['in_process_p50_ms']:.1f} ms vs remote {o['remote_p50_ms']:.1f} ms.",
+        ]
     return "\n".join(lines)
 
 

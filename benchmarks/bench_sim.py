@@ -43,7 +43,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 def _stats(xs_ms: list[float]) -> dict:
     xs = sorted(xs_ms)
-    return {"median_ms": round(statistics.median(xs), 3), "p90_ms": round(xs[int(0.9 * (len(xs) - 1))], 3), "n": len(xs)}
+    return {
+        "median_ms": round(statistics.median(xs), 3),
+        "p90_ms": round(xs[int(0.9 * (len(xs) - 1))], 3),
+        "n": len(xs),
+    }
 
 
 def main(argv=None) -> int:
@@ -67,8 +71,14 @@ def main(argv=None) -> int:
 
     world = SimWorld(seed=1)
     world.servo.start()
-    res: dict = {"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                             "loadavg_1min": os.getloadavg()[0], "python": platform.python_version()}}
+    res: dict = {
+        "machine": {
+            "cpu": platform.processor() or platform.machine(),
+            "cores": os.cpu_count(),
+            "loadavg_1min": os.getloadavg()[0],
+            "python": platform.python_version(),
+        }
+    }
 
     world.scene.render()
     t = []
@@ -107,8 +117,16 @@ def main(argv=None) -> int:
         ins = instructions[k % len(instructions)]
         rec = run_episode(world, controller, ins, seed=10 + k, keep_frames=False, camera_period_s=args.camera_period)
         sim_s = rec.steps * cfg.control.period_s
-        eps.append({"instruction": ins, "steps": rec.steps, "reason": rec.reason, "success": rec.success,
-                    "wall_s": round(rec.wall_s, 2), "wall_per_sim_s": round(rec.wall_s / max(sim_s, 1e-9), 3)})
+        eps.append(
+            {
+                "instruction": ins,
+                "steps": rec.steps,
+                "reason": rec.reason,
+                "success": rec.success,
+                "wall_s": round(rec.wall_s, 2),
+                "wall_per_sim_s": round(rec.wall_s / max(sim_s, 1e-9), 3),
+            }
+        )
     res["episodes_inprocess"] = eps
     if args.vla_model:
         res["vla_halts"] = {cap: _vla_halts(world, args.vla_model, args.vla_episodes, cap) for cap in ("0.1", "none")}
@@ -128,8 +146,12 @@ def _vla_halts(world, model: str, n: int, cap: str) -> dict:
     from rt2_ros.sim.settings import load_sim_settings
     from rt2_ros.testing.make_model import policy_overrides
 
-    extra = {**policy_overrides(model), "control.max_steps": 20, "control.terminate_debounce": 21,
-             "policy.num_threads": 1}
+    extra = {
+        **policy_overrides(model),
+        "control.max_steps": 20,
+        "control.terminate_debounce": 21,
+        "policy.num_threads": 1,
+    }
     if cap != "none":
         extra.update({"safety.max_angular_speed_axis_radps": float(cap), "safety.max_angular_speed_radps": float(cap)})
     cfg = load_sim_settings().rt2_config(extra=extra)
@@ -147,7 +169,9 @@ def _vla_halts(world, model: str, n: int, cap: str) -> dict:
 
         world.servo_tick = tick
         try:
-            run_episode(world, controller, "pick up the red block", seed=100 + k, keep_frames=False, camera_period_s=0.2)
+            run_episode(
+                world, controller, "pick up the red block", seed=100 + k, keep_frames=False, camera_period_s=0.2
+            )
         finally:
             world.servo_tick = orig
         halted += bool(seen & {StatusCode.HALT_FOR_SINGULARITY, StatusCode.JOINT_BOUND})

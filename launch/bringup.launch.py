@@ -15,13 +15,14 @@ the file's value alone. Without ``ros2 launch`` the same node starts with::
 Only the standard ``launch`` / ``launch_ros`` API is used.
 """
 
-from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
+
+from launch import LaunchDescription
 
 # Launch argument -> the rt2_node parameter it overrides (when not empty).
 PARAM_ARGS = {
@@ -37,22 +38,39 @@ PARAM_ARGS = {
 }
 
 ARGUMENTS = [
-    ("backend", "", "policy backend: local (model in this process) | remote (rt2-ros serve) | scripted; "
-                    "empty = params file", ["", "local", "remote", "scripted"]),
+    (
+        "backend",
+        "",
+        "policy backend: local (model in this process) | remote (rt2-ros serve) | scripted; empty = params file",
+        ["", "local", "remote", "scripted"],
+    ),
     ("model_path", "", "local backend: checkpoint directory (save_pretrained layout)", None),
     ("server_url", "", "remote backend: inference server URL, e.g. ws://127.0.0.1:8000", None),
     ("camera_topic", "", "sensor_msgs/Image input topic", None),
-    ("twist_topic", "", "TwistStamped output; empty = <servo_namespace>/delta_twist_cmds when "
-                        "servo_namespace is given, else the params file", None),
+    (
+        "twist_topic",
+        "",
+        "TwistStamped output; empty = <servo_namespace>/delta_twist_cmds when "
+        "servo_namespace is given, else the params file",
+        None,
+    ),
     ("servo_namespace", "", "MoveIt Servo node (its ~/services and ~/status), e.g. /servo_node", None),
     ("planning_frame", "", "frame of the workspace box and end-effector pose", None),
     ("command_frame", "", "frame_id of the twists sent to Servo", None),
     ("ee_frame", "", "end-effector frame", None),
-    ("params_file", PathJoinSubstitution([FindPackageShare("rt2_ros"), "config", "rt2.yaml"]),
-     "rt2 parameters file", None),
+    (
+        "params_file",
+        PathJoinSubstitution([FindPackageShare("rt2_ros"), "config", "rt2.yaml"]),
+        "rt2 parameters file",
+        None,
+    ),
     ("rviz", "true", "start RViz with rviz/rt2.rviz", ["true", "false"]),
-    ("rviz_config", PathJoinSubstitution([FindPackageShare("rt2_ros"), "rviz", "rt2.rviz"]),
-     "RViz configuration", None),
+    (
+        "rviz_config",
+        PathJoinSubstitution([FindPackageShare("rt2_ros"), "rviz", "rt2.rviz"]),
+        "RViz configuration",
+        None,
+    ),
     ("use_sim_time", "false", "use /clock (simulation time)", ["true", "false"]),
 ]
 

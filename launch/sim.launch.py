@@ -20,7 +20,6 @@ same nodes as processes (``make demo``).
 Only the standard ``launch`` / ``launch_ros`` API is used.
 """
 
-from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, EmitEvent, OpaqueFunction, RegisterEventHandler
 from launch.conditions import IfCondition
 from launch.event_handlers import OnProcessExit
@@ -30,21 +29,40 @@ from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
+from launch import LaunchDescription
+
 ARGUMENTS = [
-    ("backend", "scripted", "policy backend of the rt2 node: scripted (the sim's expert) | local (a model)",
-     ["scripted", "local", "remote"]),
+    (
+        "backend",
+        "scripted",
+        "policy backend of the rt2 node: scripted (the sim's expert) | local (a model)",
+        ["scripted", "local", "remote"],
+    ),
     ("model_path", "", "local backend: model directory (e.g. made by rt2-ros make-test-model)", None),
     ("episodes", "5", "episodes to run", None),
     ("max_steps", "", "episode step limit; empty = config/sim.yaml", None),
-    ("terminate_debounce", "", "consecutive terminate tokens that end an episode; empty = params file "
-                               "(a random-weight test model: set it above max_steps)", None),
+    (
+        "terminate_debounce",
+        "",
+        "consecutive terminate tokens that end an episode; empty = params file "
+        "(a random-weight test model: set it above max_steps)",
+        None,
+    ),
     ("seed", "0", "seed of the first randomised layout", None),
     ("out", "out/demo", "output directory (report, contact sheet, trajectory plot)", None),
     ("record", "false", "record every episode to MCAP in <out>/mcap", ["true", "false"]),
-    ("params_file", PathJoinSubstitution([FindPackageShare("rt2_ros"), "config", "rt2.yaml"]),
-     "rt2 parameters file", None),
-    ("sim_params_file", PathJoinSubstitution([FindPackageShare("rt2_ros"), "config", "sim.yaml"]),
-     "simulation parameters file (sections rt2_node, rt2_sim, servo_node)", None),
+    (
+        "params_file",
+        PathJoinSubstitution([FindPackageShare("rt2_ros"), "config", "rt2.yaml"]),
+        "rt2 parameters file",
+        None,
+    ),
+    (
+        "sim_params_file",
+        PathJoinSubstitution([FindPackageShare("rt2_ros"), "config", "sim.yaml"]),
+        "simulation parameters file (sections rt2_node, rt2_sim, servo_node)",
+        None,
+    ),
     ("rviz", "false", "start RViz with rviz/rt2.rviz", ["true", "false"]),
 ]
 

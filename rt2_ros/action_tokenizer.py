@@ -256,7 +256,9 @@ class RT2ActionTokenizer:
         tokens = []
         for i, f in enumerate(fields):
             if not _INT_RE.fullmatch(f):
-                raise ActionDecodeError(f"field {i} ({(('terminate',) + DIM_NAMES)[i]}) is not a non-negative integer: {f[:20]!r}")
+                raise ActionDecodeError(
+                    f"field {i} ({(('terminate',) + DIM_NAMES)[i]}) is not a non-negative integer: {f[:20]!r}"
+                )
             v = int(f)
             if v >= self.bins:
                 raise ActionDecodeError(

@@ -83,7 +83,9 @@ class Controller:
         self._lock = threading.RLock()
         self._transitions: list[Transition] = []
         self.episode = Episode(
-            cfg.control.max_steps, cfg.control.max_duration_s, cfg.control.terminate_debounce,
+            cfg.control.max_steps,
+            cfg.control.max_duration_s,
+            cfg.control.terminate_debounce,
             on_stop=self._on_stop,
         )
         self.envelope = SafetyEnvelope(cfg.safety, servo_period_s=1.0 / cfg.control.servo_rate_hz)
@@ -133,8 +135,9 @@ class Controller:
             self._image, self._image_stamp_s = image, float(stamp_s)
             self.envelope.image_watchdog.feed(stamp_s, now_s)
 
-    def on_ee_pose(self, position: np.ndarray, stamp_s: float, rotation_planning_from_command=None,
-                   now_s: float | None = None) -> None:
+    def on_ee_pose(
+        self, position: np.ndarray, stamp_s: float, rotation_planning_from_command=None, now_s: float | None = None
+    ) -> None:
         """Store the end-effector position (m, planning frame) stamped ``stamp_s``.
 
         Raises:
@@ -202,7 +205,7 @@ class Controller:
             if not self.episode.running:
                 return None if not ts else self._outcome(None, None, "episode ended", ts, 0.0)
             episode_id, instruction = self.episode.episode_id, self.episode.instruction
-            image, image_stamp = self._image, self._image_stamp_s
+            image = self._image
             if image is None or self.envelope.image_watchdog.expired(now_s):
                 age = self.envelope.image_watchdog.age(now_s)
                 return self._outcome(None, None, f"no fresh image (newest is {age:.2f} s old)", ts, 0.0)
@@ -280,8 +283,15 @@ class Controller:
 
     def _outcome(self, result, action, rejected, ts, latency_ms, twist=None, gripper=None) -> StepOutcome:
         return StepOutcome(
-            self.episode.episode_id, self.episode.instruction, result, action,
-            twist if twist is not None else Twist.zero(), gripper, rejected, tuple(ts), latency_ms,
+            self.episode.episode_id,
+            self.episode.instruction,
+            result,
+            action,
+            twist if twist is not None else Twist.zero(),
+            gripper,
+            rejected,
+            tuple(ts),
+            latency_ms,
         )
 
     # -- the servo tick ---------------------------------------------------------------------
@@ -306,8 +316,12 @@ class Controller:
                 v = v if self._R_pc is None else self._R_pc @ v
                 ee = ee + v * max(now_s - self._ee_stamp_s, 0.0)
             cmd = self.envelope.filter(
-                twist, now_s, ee_position=ee, horizon_s=horizon,
-                rotation_planning_from_command=self._R_pc, watch_inputs=running,
+                twist,
+                now_s,
+                ee_position=ee,
+                horizon_s=horizon,
+                rotation_planning_from_command=self._R_pc,
+                watch_inputs=running,
             )
             if cmd.stop and not twist.is_zero:
                 log.debug("stop: %s", cmd.reasons)

@@ -104,8 +104,14 @@ class Episode:
 
     def _transition(self, now_s: float, stop: bool) -> Transition:
         t = Transition(
-            self.state, self.reason, self.detail, self.instruction, self.step,
-            self.elapsed_s(now_s), self.episode_id, stop,
+            self.state,
+            self.reason,
+            self.detail,
+            self.instruction,
+            self.step,
+            self.elapsed_s(now_s),
+            self.episode_id,
+            stop,
         )
         if stop and self.on_stop is not None:
             self.on_stop(t)

@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 import rclpy
 import rclpy.exceptions
+from geometry_msgs.msg import PoseStamped, TwistStamped
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType, SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
@@ -50,7 +51,6 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from rclpy.signals import SignalHandlerOptions
-from geometry_msgs.msg import PoseStamped, TwistStamped
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Float64, String
 from std_srvs.srv import SetBool, Trigger
@@ -76,7 +76,13 @@ from rt2_ros.servo_client import ServoClient
 from rt2_ros.visualization import MarkerAnchor, draw_overlay, make_marker_array, status_lines
 
 __all__ = [
-    "Rt2Node", "main", "declare_config_parameters", "ZERO_BURST_S", "STOP_SERVICE", "ESTOP_SERVICE", "RESET_SERVICE",
+    "Rt2Node",
+    "main",
+    "declare_config_parameters",
+    "ZERO_BURST_S",
+    "STOP_SERVICE",
+    "ESTOP_SERVICE",
+    "RESET_SERVICE",
     "GIL_SWITCH_INTERVAL_S",
 ]
 
@@ -189,17 +195,28 @@ def declare_config_parameters(node: Node) -> RT2Config:
         ptype, constraint = _ros_type(ann)
         lo, hi, range_text = _bounds(info)
         desc = ParameterDescriptor(
-            name=name, type=ptype, description=info.description or "", read_only=True,
+            name=name,
+            type=ptype,
+            description=info.description or "",
+            read_only=True,
             additional_constraints="; ".join(t for t in (constraint, range_text) if t),
         )
         if ptype == ParameterType.PARAMETER_DOUBLE and (lo is not None or hi is not None):
-            desc.floating_point_range = [FloatingPointRange(
-                from_value=float(lo) if lo is not None else -sys.float_info.max,
-                to_value=float(hi) if hi is not None else sys.float_info.max, step=0.0)]
+            desc.floating_point_range = [
+                FloatingPointRange(
+                    from_value=float(lo) if lo is not None else -sys.float_info.max,
+                    to_value=float(hi) if hi is not None else sys.float_info.max,
+                    step=0.0,
+                )
+            ]
         elif ptype == ParameterType.PARAMETER_INTEGER and (lo is not None or hi is not None):
-            desc.integer_range = [IntegerRange(
-                from_value=int(lo) if lo is not None else -(2**63),
-                to_value=int(hi) if hi is not None else 2**63 - 1, step=1)]
+            desc.integer_range = [
+                IntegerRange(
+                    from_value=int(lo) if lo is not None else -(2**63),
+                    to_value=int(hi) if hi is not None else 2**63 - 1,
+                    step=1,
+                )
+            ]
         default = defaults[name]
         values[name] = default
         try:
@@ -214,8 +231,10 @@ def declare_config_parameters(node: Node) -> RT2Config:
             errors.append(f"{name}: {e}")
             continue
         values[name] = node.get_parameter(name).value
-    values = {k: (list(v) if isinstance(v, (tuple, np.ndarray)) or type(v).__name__ == "array" else v)
-              for k, v in values.items()}
+    values = {
+        k: (list(v) if isinstance(v, (tuple, np.ndarray)) or type(v).__name__ == "array" else v)
+        for k, v in values.items()
+    }
     try:
         cfg = config_from_flat(values)  # the schema's checks (cross-field ones too)
     except ConfigError as e:
@@ -274,8 +293,10 @@ class Rt2Node(Node):
         self.add_on_set_parameters_callback(self._on_set_parameters)
         cfg = self.cfg
         self.log = self.get_logger()
-        self.log.info(f"rt2_node: control {1 / cfg.control.period_s:.1f} Hz, servo {cfg.control.servo_rate_hz:.0f} Hz, "
-                      f"twists on {cfg.topics.twist} in {cfg.frames.command_frame}")
+        self.log.info(
+            f"rt2_node: control {1 / cfg.control.period_s:.1f} Hz, servo {cfg.control.servo_rate_hz:.0f} Hz, "
+            f"twists on {cfg.topics.twist} in {cfg.frames.command_frame}"
+        )
 
         self._owns_policy = policy is None
         if policy is None:
@@ -324,14 +345,16 @@ class Rt2Node(Node):
                     self.log.warning(
                         "gripper.output is 'action' but control_msgs is not importable: publishing "
                         f"std_msgs/Float64 in [0, 1] on {t.gripper} instead. Fix: install control_msgs "
-                        "(rosdep install --from-paths src -y) or set gripper.output: float64")
+                        "(rosdep install --from-paths src -y) or set gripper.output: float64"
+                    )
                 self._gripper_pub = self.create_publisher(Float64, t.gripper, 10)
 
         # inputs
         self.create_subscription(Image, t.image, self._on_image, qos_profile_sensor_data, callback_group=g)
         if t.compressed_image:
-            self.create_subscription(CompressedImage, t.compressed_image, self._on_compressed, qos_profile_sensor_data,
-                                     callback_group=g)
+            self.create_subscription(
+                CompressedImage, t.compressed_image, self._on_compressed, qos_profile_sensor_data, callback_group=g
+            )
         self.create_subscription(String, t.instruction, self._on_instruction, 10, callback_group=g)
         self._tf_buffer = None
         if cfg.servo.use_tf and HAVE_TF2:  # pragma: no cover - no tf2_ros here
@@ -353,8 +376,9 @@ class Rt2Node(Node):
             # (discovery here can take ~3 s, shared/docs/ros2-on-this-machine.md).
             self._reset_client = self.create_client(Trigger, cfg.reset.reset_service, callback_group=g)
 
-        self._servo_timer = self.create_timer(1.0 / cfg.control.servo_rate_hz, self._servo_tick,
-                                              callback_group=self._servo_group)
+        self._servo_timer = self.create_timer(
+            1.0 / cfg.control.servo_rate_hz, self._servo_tick, callback_group=self._servo_group
+        )
         self._worker = threading.Thread(target=self._worker_loop, name="rt2_control", daemon=True)
         if start_worker:
             self._worker.start()
@@ -386,7 +410,9 @@ class Rt2Node(Node):
         names = [p.name for p in params if p.name != "use_sim_time"]
         if names:
             return SetParametersResult(
-                successful=False, reason=f"rt2_node reads {', '.join(names)} at start-up only; restart it to change them")
+                successful=False,
+                reason=f"rt2_node reads {', '.join(names)} at start-up only; restart it to change them",
+            )
         return SetParametersResult(successful=True)
 
     # -- publishing --------------------------------------------------------------------------
@@ -411,8 +437,10 @@ class Rt2Node(Node):
                     self._wake.set()
                 else:
                     reason = t.reason.value if t.reason is not None else "?"
-                    self.log.info(f"episode {t.episode_id} finished: {reason} after {t.step} steps"
-                                  f"{' (' + t.detail + ')' if t.detail else ''}")
+                    self.log.info(
+                        f"episode {t.episode_id} finished: {reason} after {t.step} steps"
+                        f"{' (' + t.detail + ')' if t.detail else ''}"
+                    )
                 if t.stop:
                     self._publish_twist(Twist.zero(), stamp)
                     self._last_cmd_twist = Twist.zero()
@@ -444,10 +472,13 @@ class Rt2Node(Node):
         o = self._last_outcome
         ep = self.controller.episode
         return status_lines(
-            ep.instruction, ep.step, ep.state.name.lower() + (f" ({ep.reason.value})" if ep.reason else ""),
+            ep.instruction,
+            ep.step,
+            ep.state.name.lower() + (f" ({ep.reason.value})" if ep.reason else ""),
             o.latency_ms if o is not None and o.result is not None else None,
             o.rejected if o is not None else None,
-            None if twist is None else twist.linear, None if twist is None else twist.angular,
+            None if twist is None else twist.linear,
+            None if twist is None else twist.angular,
         )
 
     def _publish_markers(self, twist: Twist, stamp, stopped: bool) -> None:
@@ -501,16 +532,26 @@ class Rt2Node(Node):
             if quiet or o.rejected.startswith("episode changed"):
                 self.log.info(f"step: {o.rejected}")
             else:
-                self._reject("step", f"step of episode {o.episode_id}", o.rejected +
-                             (f" (model output {o.result.text[:80]!r})" if o.result is not None else ""))
+                self._reject(
+                    "step",
+                    f"step of episode {o.episode_id}",
+                    o.rejected + (f" (model output {o.result.text[:80]!r})" if o.result is not None else ""),
+                )
         if o.gripper is not None:  # not after a stop, e-stop or new instruction since the step
             self.controller.send_gripper_if_allowed(o.episode_id, self.now_s(), lambda: self._send_gripper(o.gripper))
         if self._latest_image is not None and self.annotated_pub.get_subscription_count() > 0:
             img, img_stamp, frame = self._latest_image
             s = self.cfg.safety
             try:
-                out = draw_overlay(img, self._status_text(o.twist), o.twist.linear, o.twist.angular,
-                                   s.max_linear_speed_mps, s.max_angular_speed_radps, stopped=o.twist.is_zero)
+                out = draw_overlay(
+                    img,
+                    self._status_text(o.twist),
+                    o.twist.linear,
+                    o.twist.angular,
+                    s.max_linear_speed_mps,
+                    s.max_angular_speed_radps,
+                    stopped=o.twist.is_zero,
+                )
                 self.annotated_pub.publish(rgb_to_image_msg(out, img_stamp, frame))
             except ValueError as e:
                 self._warn_once("annotate", f"cannot annotate the image: {e}")
@@ -526,7 +567,9 @@ class Rt2Node(Node):
         if self._gripper_last is not None and abs(self._gripper_last - x) < 0.01:  # pragma: no cover
             return
         if not self._gripper_action.server_is_ready():  # pragma: no cover
-            self._warn_once("gripper_action", f"GripperCommand action server {self.cfg.topics.gripper} is not available")
+            self._warn_once(
+                "gripper_action", f"GripperCommand action server {self.cfg.topics.gripper} is not available"
+            )
             return
         g = self.cfg.gripper  # pragma: no cover - no control_msgs here
         goal = GripperCommand.Goal()
@@ -572,8 +615,9 @@ class Rt2Node(Node):
         if self.cfg.reset.home_before_episode and text.strip():
             ok, why = self.reset_robot()
             if not ok:
-                self._reject("instruction", "instruction", f"going home before the episode failed: {why}",
-                             throttle=False)
+                self._reject(
+                    "instruction", "instruction", f"going home before the episode failed: {why}", throttle=False
+                )
                 return
         try:
             self.controller.on_instruction(text, self.now_s())
@@ -592,8 +636,11 @@ class Rt2Node(Node):
     def _on_ee_pose(self, msg: PoseStamped) -> None:
         f = self.cfg.frames
         if msg.header.frame_id and msg.header.frame_id != f.planning_frame:
-            self._reject("pose", "end-effector pose", f"it is in frame {msg.header.frame_id!r}, expected "
-                         f"frames.planning_frame {f.planning_frame!r}")
+            self._reject(
+                "pose",
+                "end-effector pose",
+                f"it is in frame {msg.header.frame_id!r}, expected frames.planning_frame {f.planning_frame!r}",
+            )
             return
         p = msg.pose.position
         pos = np.array([p.x, p.y, p.z], dtype=np.float64)
@@ -603,9 +650,13 @@ class Rt2Node(Node):
             rot = None
         known, r_pc = self._rotation_planning_from_command(rot)
         if not known:
-            self._warn_once("pose_frames", (
-                f"cannot rotate twists in {f.command_frame!r} into {f.planning_frame!r} without TF: the workspace "
-                "box is not applied. Fix: install tf2_ros, or use command_frame = planning_frame or ee_frame"))
+            self._warn_once(
+                "pose_frames",
+                (
+                    f"cannot rotate twists in {f.command_frame!r} into {f.planning_frame!r} without TF: the workspace "
+                    "box is not applied. Fix: install tf2_ros, or use command_frame = planning_frame or ee_frame"
+                ),
+            )
             return
         stamp = stamp_to_s(msg.header.stamp) or self.now_s()
         try:
@@ -647,8 +698,9 @@ class Rt2Node(Node):
         t = self.controller.cancel(self.now_s())
         self._handle_transitions()
         response.success = True
-        response.message = (f"episode {t.episode_id} cancelled after {t.step} steps" if t is not None
-                            else "no episode was running")
+        response.message = (
+            f"episode {t.episode_id} cancelled after {t.step} steps" if t is not None else "no episode was running"
+        )
         return response
 
     def _srv_estop(self, request, response):
@@ -704,8 +756,10 @@ class Rt2Node(Node):
         if self._reset_client is None:
             self._reset_client = self.create_client(Trigger, r.reset_service, callback_group=self._input_group)
         if not self._reset_client.wait_for_service(timeout_sec=RESET_DISCOVERY_TIMEOUT_S):
-            return False, (f"no reset available: moveit_py is not importable and {r.reset_service} "
-                           "(std_srvs/Trigger, reset.reset_service) is not offered")
+            return False, (
+                f"no reset available: moveit_py is not importable and {r.reset_service} "
+                "(std_srvs/Trigger, reset.reset_service) is not offered"
+            )
         done = threading.Event()
         fut = self._reset_client.call_async(Trigger.Request())
         fut.add_done_callback(lambda f: done.set())
@@ -769,8 +823,10 @@ def main(argv: list[str] | None = None, policy: Policy | None = None) -> int:
             return 1
         executor = MultiThreadedExecutor(num_threads=4)
         executor.add_node(node)
-        node.log.info(f"ready: send an instruction, e.g. ros2 topic pub --once {node.cfg.topics.instruction} "
-                      "std_msgs/msg/String \"data: 'pick up the red block'\"")
+        node.log.info(
+            f"ready: send an instruction, e.g. ros2 topic pub --once {node.cfg.topics.instruction} "
+            "std_msgs/msg/String \"data: 'pick up the red block'\""
+        )
         while rclpy.ok():
             executor.spin_once(timeout_sec=0.1)
     except (KeyboardInterrupt, ExternalShutdownException):

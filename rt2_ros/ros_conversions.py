@@ -87,9 +87,7 @@ def _numpy_view(msg: Image, channels: int) -> np.ndarray:
         raise ValueError(f"image step {step} is smaller than width*channels = {row} ({msg.encoding})")
     buf = np.frombuffer(msg.data, dtype=np.uint8)
     if buf.size != step * h:
-        raise ValueError(
-            f"image data has {buf.size} bytes; {w}x{h} {msg.encoding} with step {step} needs {step * h}"
-        )
+        raise ValueError(f"image data has {buf.size} bytes; {w}x{h} {msg.encoding} with step {step} needs {step * h}")
     if step == row:
         return buf.reshape(h, w, channels)
     rows = np.lib.stride_tricks.as_strided(buf, shape=(h, row), strides=(step, 1), writeable=False)
@@ -153,7 +151,8 @@ def compressed_msg_to_rgb(msg: CompressedImage) -> np.ndarray:
             raise ValueError(f"cannot decode compressed image (format {msg.format!r})")
         _check_dims(arr.shape[0], arr.shape[1])
         return np.ascontiguousarray(arr[:, :, ::-1])
-    from PIL import Image as PILImage, UnidentifiedImageError
+    from PIL import Image as PILImage
+    from PIL import UnidentifiedImageError
 
     try:
         with PILImage.open(io.BytesIO(data)) as im:
@@ -171,7 +170,9 @@ def rgb_to_image_msg(image: np.ndarray, stamp: TimeMsg | None = None, frame_id: 
         ValueError: not a uint8 (H, W, 3) array.
     """
     if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"expected uint8 (H, W, 3), got {getattr(image, 'dtype', type(image))} {getattr(image, 'shape', '')}")
+        raise ValueError(
+            f"expected uint8 (H, W, 3), got {getattr(image, 'dtype', type(image))} {getattr(image, 'shape', '')}"
+        )
     msg = Image()
     if stamp is not None:
         msg.header.stamp = stamp
@@ -250,8 +251,13 @@ def import_rt2_msgs():
         ) from e
 
 
-_TIMING_FIELDS = {"preprocess": "preprocess_ms", "model": "model_ms", "decode": "decode_ms",
-                  "network": "network_ms", "server": "server_ms"}
+_TIMING_FIELDS = {
+    "preprocess": "preprocess_ms",
+    "model": "model_ms",
+    "decode": "decode_ms",
+    "network": "network_ms",
+    "server": "server_ms",
+}
 
 
 def outcome_to_action_msg(outcome, stamp: TimeMsg, frame_id: str):

@@ -235,7 +235,11 @@ class SafetyEnvelope:
         if twist.is_zero:
             lin, ang = np.zeros(3), np.zeros(3)  # a requested zero is a stop: immediate, no slew
         else:
-            dt = self.servo_period_s if self._prev_t is None else min(max(now_s - self._prev_t, 0.0), self.servo_period_s * 5)
+            dt = (
+                self.servo_period_s
+                if self._prev_t is None
+                else min(max(now_s - self._prev_t, 0.0), self.servo_period_s * 5)
+            )
             lin, s1 = _slew(lin, self._prev.linear, self.cfg.max_linear_accel_mps2 * dt)
             ang, s2 = _slew(ang, self._prev.angular, self.cfg.max_angular_accel_radps2 * dt)
             if s1 or s2:

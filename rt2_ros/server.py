@@ -37,21 +37,33 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     """Arguments of ``rt2-ros serve``."""
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--model", metavar="DIR", help="checkpoint directory for the local transformers backend")
-    src.add_argument("--policy", metavar="MODULE:CALLABLE",
-                     help="serve any Policy: CALLABLE(cfg: RT2Config) -> Policy (e.g. a custom backend)")
+    src.add_argument(
+        "--policy",
+        metavar="MODULE:CALLABLE",
+        help="serve any Policy: CALLABLE(cfg: RT2Config) -> Policy (e.g. a custom backend)",
+    )
     p.add_argument("--config", default=None, help="parameters file (default: config/rt2.yaml)")
     p.add_argument("--device", default=None, help="override policy.device (cpu, cuda, cuda:N)")
     p.add_argument("--dtype", default=None, choices=["fp32", "bf16", "fp16"], help="override policy.dtype")
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000; 0 = any free port)")
-    p.add_argument("--api-key-env", default="RT2_API_KEY", metavar="NAME",
-                   help="environment variable holding the API key (default RT2_API_KEY; unset = no key)")
+    p.add_argument(
+        "--api-key-env",
+        default="RT2_API_KEY",
+        metavar="NAME",
+        help="environment variable holding the API key (default RT2_API_KEY; unset = no key)",
+    )
     p.add_argument("--api-key-file", default=None, metavar="PATH", help="file holding the API key (first line)")
-    p.add_argument("--allow-unauthenticated", action="store_true",
-                   help="allow a non-loopback --host without an API key")
+    p.add_argument(
+        "--allow-unauthenticated", action="store_true", help="allow a non-loopback --host without an API key"
+    )
     p.add_argument("--max-batch-size", type=int, default=8, help="most requests per model call (1 = no batching)")
-    p.add_argument("--max-wait-ms", type=float, default=5.0,
-                   help="longest wait of the oldest request for a batch to fill, ms (default 5)")
+    p.add_argument(
+        "--max-wait-ms",
+        type=float,
+        default=5.0,
+        help="longest wait of the oldest request for a batch to fill, ms (default 5)",
+    )
     p.add_argument("--max-queue", type=int, default=256, help="most queued requests; more get 'overloaded'")
     p.add_argument("--max-clients", type=int, default=64, help="most concurrent connections; more get HTTP 503")
     p.add_argument("--max-request-mb", type=float, default=8.0, help="largest request frame, MiB (default 8)")
@@ -59,8 +71,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tls-cert", default=None, metavar="PEM", help="TLS certificate chain (serves wss://)")
     p.add_argument("--tls-key", default=None, metavar="PEM", help="TLS private key (default: in --tls-cert)")
     p.add_argument("--no-warmup", action="store_true", help="skip the warm-up inference before listening")
-    p.add_argument("--ray-replicas", type=int, default=0, metavar="N",
-                   help="serve N replicas behind --host:--port with Ray Serve (needs ray[serve]; 0 = plain server)")
+    p.add_argument(
+        "--ray-replicas",
+        type=int,
+        default=0,
+        metavar="N",
+        help="serve N replicas behind --host:--port with Ray Serve (needs ray[serve]; 0 = plain server)",
+    )
     p.add_argument("--ray-gpus-per-replica", type=float, default=0.0, help="Ray: GPUs per replica (e.g. 1)")
     p.add_argument("--ray-cpus-per-replica", type=float, default=1.0, help="Ray: CPUs per replica")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
@@ -120,15 +137,19 @@ def build_policy(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     """``rt2-ros serve``: serve until SIGINT/SIGTERM; 0 on a clean stop, 1 on a start-up error."""
-    logging.basicConfig(level=getattr(logging, args.log_level), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=getattr(logging, args.log_level), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     from rt2_ros.serving.protocol import Limits, is_loopback
     from rt2_ros.serving.ws_server import PolicyServer, make_ssl_context
 
     try:
         api_key = read_api_key(args.api_key_env, args.api_key_file)
         if api_key is None and not is_loopback(args.host) and not args.allow_unauthenticated:
-            raise ValueError(f"refusing to serve on {args.host} without an API key: set ${args.api_key_env} or "
-                             "--api-key-file (or pass --allow-unauthenticated)")
+            raise ValueError(
+                f"refusing to serve on {args.host} without an API key: set ${args.api_key_env} or "
+                "--api-key-file (or pass --allow-unauthenticated)"
+            )
         if args.tls_key and not args.tls_cert:
             raise ValueError("--tls-key needs --tls-cert")
         if args.ray_replicas < 0:
@@ -145,9 +166,16 @@ def run(args: argparse.Namespace) -> int:
         limits = Limits(int(args.max_request_mb * 2**20), args.max_image_side)
         policy = build_policy(args)
         server = PolicyServer(
-            policy, args.host, args.port, api_key=api_key, max_batch_size=args.max_batch_size,
-            max_wait_ms=args.max_wait_ms, max_queue=args.max_queue, limits=limits,
-            max_clients=args.max_clients, ssl=ssl_ctx,
+            policy,
+            args.host,
+            args.port,
+            api_key=api_key,
+            max_batch_size=args.max_batch_size,
+            max_wait_ms=args.max_wait_ms,
+            max_queue=args.max_queue,
+            limits=limits,
+            max_clients=args.max_clients,
+            ssl=ssl_ctx,
         )
     except Exception as e:  # noqa: BLE001 - any start-up failure: message, exit 1
         print(f"error: {type(e).__name__}: {e}", file=sys.stderr)

@@ -118,7 +118,10 @@ class ServoClient:
 
             self._clients = {n: mk(Trigger, n) for n in ("start_servo", "pause_servo", "unpause_servo")}
             self._status_sub = self.node.create_subscription(
-                Int8, _join(self.ns, "status"), lambda m: self._on_status(int(m.data), ""), 10,
+                Int8,
+                _join(self.ns, "status"),
+                lambda m: self._on_status(int(m.data), ""),
+                10,
                 callback_group=self.group,
             )
         else:
@@ -126,7 +129,10 @@ class ServoClient:
             if HAVE_MOVEIT_MSGS:  # pragma: no cover - no moveit_msgs here
                 self._clients["switch_command_type"] = mk(ServoCommandType, "switch_command_type")
                 self._status_sub = self.node.create_subscription(
-                    ServoStatus, _join(self.ns, "status"), lambda m: self._on_status(int(m.code), m.message), 10,
+                    ServoStatus,
+                    _join(self.ns, "status"),
+                    lambda m: self._on_status(int(m.code), m.message),
+                    10,
                     callback_group=self.group,
                 )
             else:

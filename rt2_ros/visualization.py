@@ -63,8 +63,13 @@ def arrow_endpoints(anchor: MarkerAnchor, vector: np.ndarray, scale: float) -> t
 
 
 def status_lines(
-    instruction: str, step: int, state: str, latency_ms: float | None, rejected: str | None = None,
-    linear=None, angular=None,
+    instruction: str,
+    step: int,
+    state: str,
+    latency_ms: float | None,
+    rejected: str | None = None,
+    linear=None,
+    angular=None,
 ) -> list[str]:
     """The overlay/marker text: instruction, step, state, latency (ms), last rejection,
     and the commanded velocity (m/s, rad/s)."""
@@ -73,7 +78,9 @@ def status_lines(
     lines.append(f"step {step}  {state}  latency {lat}")
     if linear is not None and angular is not None:
         lin, ang = np.asarray(linear, float), np.asarray(angular, float)
-        lines.append("v [m/s] " + " ".join(f"{x:+.3f}" for x in lin) + "  w [rad/s] " + " ".join(f"{x:+.2f}" for x in ang))
+        lines.append(
+            "v [m/s] " + " ".join(f"{x:+.3f}" for x in lin) + "  w [rad/s] " + " ".join(f"{x:+.2f}" for x in ang)
+        )
     if rejected:
         lines.append(f"rejected: {rejected[:70]}")
     return lines
@@ -117,7 +124,8 @@ def draw_overlay(
     Raises:
         ValueError: not a uint8 (H, W, 3) image.
     """
-    from PIL import Image as PILImage, ImageDraw
+    from PIL import Image as PILImage
+    from PIL import ImageDraw
 
     if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise ValueError("draw_overlay needs a uint8 (H, W, 3) image")

@@ -42,5 +42,9 @@ def run(instruction: str, duration_s: float) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run(sys.argv[1] if len(sys.argv) > 1 else "pick up the red block",
-                 float(sys.argv[2]) if len(sys.argv) > 2 else 20.0))
+    sys.exit(
+        run(
+            sys.argv[1] if len(sys.argv) > 1 else "pick up the red block",
+            float(sys.argv[2]) if len(sys.argv) > 2 else 20.0,
+        )
+    )

@@ -21,5 +21,8 @@ from rt2_ros.node import GIL_SWITCH_INTERVAL_S  # noqa: E402
 
 sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
 
+# Model fixtures (tiny_model_dir, ...) for every test module.
+pytest_plugins = ["fixtures_models"]
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

@@ -1,10 +1,7 @@
 """Session-scoped model fixtures shared by test files.
 
-Use in a test module with::
-
-    from fixtures_models import tiny_model_dir  # noqa: F401  (pytest fixture)
-
-(or list ``"fixtures_models"`` in ``pytest_plugins`` of conftest.py). The tiny
+conftest.py lists this module in ``pytest_plugins``, so every test module can ask for
+these fixtures by name. The tiny
 test model (random-weight PaliGemma architecture with RT-2 number tokens, see
 ``rt2_ros.testing.make_model``) is built once per test session, offline, in a
 temporary directory; building takes about a second after torch is imported.

@@ -46,8 +46,9 @@ class ImagePolicy(Policy):
         self.batch_sizes: list[int] = []
         self._lock = threading.Lock()
         b = bounds or {"low": list(cfg.action.low), "high": list(cfg.action.high)}
-        self.metadata = PolicyMetadata(action_format="rt2", model_id="image-policy", action_dim=8, bounds=b,
-                                       extra={"bins": cfg.action.bins})
+        self.metadata = PolicyMetadata(
+            action_format="rt2", model_id="image-policy", action_dim=8, bounds=b, extra={"bins": cfg.action.bins}
+        )
 
     def infer_batch(self, observations: Sequence[Observation]) -> list[PolicyResult]:
         with self._lock:

@@ -251,8 +251,13 @@ class Collector:
 
 
 def make_image_msg(
-    height: int = 120, width: int = 160, encoding: str = "rgb8", stamp=None, frame_id: str = "camera",
-    data: bytes | None = None, seed: int = 0,
+    height: int = 120,
+    width: int = 160,
+    encoding: str = "rgb8",
+    stamp=None,
+    frame_id: str = "camera",
+    data: bytes | None = None,
+    seed: int = 0,
 ):
     """A ``sensor_msgs/Image``; ``data`` defaults to a deterministic pattern of the right size."""
     from sensor_msgs.msg import Image
@@ -279,11 +284,19 @@ class ImageStreamer:
     frames). :attr:`last_stamp_s` is the stamp of the newest published frame.
     """
 
-    def __init__(self, node: Node, topic: str, rate_hz: float = 20.0, height: int = 120, width: int = 160,
-                 qos: QoSProfile | None = None):
+    def __init__(
+        self,
+        node: Node,
+        topic: str,
+        rate_hz: float = 20.0,
+        height: int = 120,
+        width: int = 160,
+        qos: QoSProfile | None = None,
+    ):
         self.node = node
         self.pub = node.create_publisher(
-            __import__("sensor_msgs.msg", fromlist=["Image"]).Image, topic, qos or qos_profile_sensor_data)
+            __import__("sensor_msgs.msg", fromlist=["Image"]).Image, topic, qos or qos_profile_sensor_data
+        )
         self.period_s = 1.0 / rate_hz
         base = make_image_msg(height, width)
         self.factory: Callable[[object], object] = lambda stamp: _restamp(base, stamp)

@@ -59,5 +59,7 @@ class ScriptedTextPolicy(Policy):
                 action, error = self.codec.decode(text), None
             except ActionDecodeError as e:
                 action, error = None, str(e)
-            out.append(PolicyResult(text, (), action, error, {"preprocess": 0.0, "model": self.delay_s * 1e3, "decode": 0.0}))
+            out.append(
+                PolicyResult(text, (), action, error, {"preprocess": 0.0, "model": self.delay_s * 1e3, "decode": 0.0})
+            )
         return out

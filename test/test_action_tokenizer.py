@@ -132,7 +132,9 @@ def test_split_chain_of_thought_without_plan():
     assert split_chain_of_thought("Plan: go. Action: 1") == ("go", "1")
 
 
-@pytest.mark.parametrize("kwargs", [{"bins": 1}, {"decode_to": "middle"}, {"terminate_token": 256}, {"terminate_token": 1}])
+@pytest.mark.parametrize(
+    "kwargs", [{"bins": 1}, {"decode_to": "middle"}, {"terminate_token": 256}, {"terminate_token": 1}]
+)
 def test_bad_codec_settings_are_errors(kwargs):
     with pytest.raises(ValueError):
         RT2ActionTokenizer(BOUNDS, **kwargs)

@@ -35,7 +35,11 @@ def test_arbitrary_text_either_raises_decode_error_or_is_a_well_formed_action(te
 
 
 @settings(max_examples=400, deadline=None)
-@given(valid_tokens, st.integers(0, 7), st.sampled_from(["-1", "1.5", "nan", "inf", "x", "256", "", "1e2", "0x1", "½", "٣"]))
+@given(
+    valid_tokens,
+    st.integers(0, 7),
+    st.sampled_from(["-1", "1.5", "nan", "inf", "x", "256", "", "1e2", "0x1", "½", "٣"]),
+)
 def test_one_corrupted_field_is_always_rejected(tokens, idx, junk):
     fields = [str(t) for t in tokens]
     fields[idx] = junk

@@ -3,7 +3,15 @@
 import pytest
 import yaml
 
-from rt2_ros.config import ConfigError, RT2Config, config_from_flat, config_to_flat, default_config_path, flat_fields, load_config
+from rt2_ros.config import (
+    ConfigError,
+    RT2Config,
+    config_from_flat,
+    config_to_flat,
+    default_config_path,
+    flat_fields,
+    load_config,
+)
 
 
 def test_shipped_file_loads_and_matches_the_schema_defaults():

@@ -4,11 +4,11 @@ import threading
 
 import numpy as np
 import pytest
+from scripted_policy import ScriptedTextPolicy
 
 from rt2_ros.config import load_config
 from rt2_ros.controller import Controller
 from rt2_ros.episode import EndReason, EpisodeState
-from scripted_policy import ScriptedTextPolicy
 
 IMG = np.zeros((8, 8, 3), np.uint8)
 # dx = bin 200: centre -0.05 + 200.5 * 0.1/256 = +0.0283 m; gripper bin 0 -> closed
@@ -267,8 +267,9 @@ def test_a_building_terminate_streak_stops_the_previous_motion_at_once():
 def test_workspace_box_accounts_for_the_age_of_the_pose():
     # Pose 0.4 s old at x = 0.50 while moving at 0.2 m/s: the arm is near x = 0.58 now,
     # beyond the face x = 0.55, so no further +x motion is allowed.
-    c, _, _ = make(["1 255 128 128 128 128 128 0"], **{"safety.workspace_max": [0.55, 0.5, 0.8],
-                                                       "safety.max_pose_age_s": 0.5})
+    c, _, _ = make(
+        ["1 255 128 128 128 128 128 0"], **{"safety.workspace_max": [0.55, 0.5, 0.8], "safety.max_pose_age_s": 0.5}
+    )
     start(c)
     c.on_ee_pose(np.array([0.50, 0.0, 0.3]), 0.0)
     c.step(0.0)

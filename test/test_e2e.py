@@ -22,7 +22,6 @@ import pytest
 
 pytest.importorskip("pybullet")
 
-from fixtures_models import tiny_model_dir  # noqa: E402,F401  (pytest fixture)
 from ros_helpers import DOMAIN_ID, ros_env  # noqa: E402
 
 SCRIPTED_EPISODES = 10
@@ -34,10 +33,26 @@ VLA_MAX_STEPS = 15
 def demo(tiny_model_dir, tmp_path_factory):  # noqa: F811
     out = tmp_path_factory.mktemp("demo")
     cmd = [
-        sys.executable, "-m", "rt2_ros.cli", "demo",
-        "--episodes", str(SCRIPTED_EPISODES), "--vla-episodes", str(VLA_EPISODES),
-        "--vla-max-steps", str(VLA_MAX_STEPS), "--model", str(tiny_model_dir), "--seed", "100",
-        "--out", str(out), "--record", "--no-progress", "--domain-id", str(DOMAIN_ID),
+        sys.executable,
+        "-m",
+        "rt2_ros.cli",
+        "demo",
+        "--episodes",
+        str(SCRIPTED_EPISODES),
+        "--vla-episodes",
+        str(VLA_EPISODES),
+        "--vla-max-steps",
+        str(VLA_MAX_STEPS),
+        "--model",
+        str(tiny_model_dir),
+        "--seed",
+        "100",
+        "--out",
+        str(out),
+        "--record",
+        "--no-progress",
+        "--domain-id",
+        str(DOMAIN_ID),
     ]
     proc = subprocess.run(cmd, env=ros_env(), capture_output=True, text=True, timeout=900)
     report = out / "report.json"
@@ -94,17 +109,26 @@ def test_vla_episodes_run_to_the_step_limit_and_stop_cleanly(demo):
     for k, r in enumerate(rows):
         assert r["reason"] == "step_limit" and r["steps"] == VLA_MAX_STEPS, r
         assert r["mean_latency_ms"] and r["mean_latency_ms"] > 0  # the model ran every step
-        msgs = _read(out / "mcap" / f"vla_ep{k + 1:02d}.mcap",
-                     ["/rt2/episode", "/servo_node/delta_twist_cmds", "/rt2/ee_pose", "/rt2/action"])
+        msgs = _read(
+            out / "mcap" / f"vla_ep{k + 1:02d}.mcap",
+            ["/rt2/episode", "/servo_node/delta_twist_cmds", "/rt2/ee_pose", "/rt2/action"],
+        )
         actions = [m for t, _, m in msgs if t == "/rt2/action" and m.valid]
         assert len(actions) >= VLA_MAX_STEPS - 1 and all(len(m.tokens) == 8 for m in actions)
         end = next(t for topic, t, m in msgs if topic == "/rt2/episode" and m.state == 2)
         twists_after = [m.twist for topic, t, m in msgs if topic == "/servo_node/delta_twist_cmds" and t > end + 0.05]
         assert twists_after, "no zero twists after the end"
-        assert all(not any((tw.linear.x, tw.linear.y, tw.linear.z, tw.angular.x, tw.angular.y, tw.angular.z))
-                   for tw in twists_after)
-        poses = np.array([[m.pose.position.x, m.pose.position.y, m.pose.position.z]
-                          for topic, t, m in msgs if topic == "/rt2/ee_pose" and t > end + 0.2])
+        assert all(
+            not any((tw.linear.x, tw.linear.y, tw.linear.z, tw.angular.x, tw.angular.y, tw.angular.z))
+            for tw in twists_after
+        )
+        poses = np.array(
+            [
+                [m.pose.position.x, m.pose.position.y, m.pose.position.z]
+                for topic, t, m in msgs
+                if topic == "/rt2/ee_pose" and t > end + 0.2
+            ]
+        )
         assert len(poses) > 3 and np.ptp(poses, axis=0).max() < 0.003  # the arm is at rest
 
 

@@ -21,8 +21,19 @@ from rt2_ros.config import RT2Config, config_to_flat, flat_fields
 
 ROOT = Path(__file__).resolve().parent.parent
 LAUNCH = ROOT / "launch" / "bringup.launch.py"
-REQUIRED_ARGS = {"backend", "model_path", "server_url", "camera_topic", "servo_namespace", "planning_frame",
-                 "command_frame", "ee_frame", "rviz", "use_sim_time", "params_file"}
+REQUIRED_ARGS = {
+    "backend",
+    "model_path",
+    "server_url",
+    "camera_topic",
+    "servo_namespace",
+    "planning_frame",
+    "command_frame",
+    "ee_frame",
+    "rviz",
+    "use_sim_time",
+    "params_file",
+}
 
 
 @pytest.fixture(scope="module")

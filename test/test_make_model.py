@@ -14,7 +14,6 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from fixtures_models import tiny_model_dir  # noqa: E402,F401  (pytest fixture)
 
 from rt2_ros.action_tokenizer import RT2ActionTokenizer  # noqa: E402
 from rt2_ros.config import load_config  # noqa: E402
@@ -34,14 +33,24 @@ def test_cli_builds_a_checkpoint_that_loads_offline(tmp_path):
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     p = subprocess.run(
         [sys.executable, "-m", "rt2_ros.cli", "make-test-model", str(out), "--size", "tiny"],
-        capture_output=True, text=True, timeout=300, cwd=str(ROOT), env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=str(ROOT),
+        env=env,
     )
     assert p.returncode == 0, p.stderr[-2000:]
-    summary = json.loads(p.stdout[p.stdout.index("{"):])
+    summary = json.loads(p.stdout[p.stdout.index("{") :])
     assert summary["model_dir"] == str(out.resolve())
     assert summary["architecture"] == "PaliGemmaForConditionalGeneration"
-    for name in ("config.json", "model.safetensors", "tokenizer.json", "processor_config.json",
-                 "dataset_statistics.json", INFO_FILE):
+    for name in (
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "processor_config.json",
+        "dataset_statistics.json",
+        INFO_FILE,
+    ):
         assert (out / name).is_file(), name
 
     from transformers import AutoModelForImageTextToText, AutoProcessor
@@ -56,7 +65,10 @@ def test_cli_builds_a_checkpoint_that_loads_offline(tmp_path):
 def test_cli_rejects_unknown_size(tmp_path):
     p = subprocess.run(
         [sys.executable, "-m", "rt2_ros.cli", "make-test-model", str(tmp_path / "m"), "--size", "huge"],
-        capture_output=True, text=True, timeout=120, cwd=str(ROOT),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=str(ROOT),
     )
     assert p.returncode == 2 and "invalid choice" in p.stderr
     with pytest.raises(ValueError, match="unknown test model size"):
@@ -74,7 +86,9 @@ def test_tokenizer_has_one_token_per_action_integer(tiny_model_dir):
     enc = tok.encode(text, add_special_tokens=False)
     assert enc == [vocab[f"▁{v}"] for v in text.split()]  # one token per field
     assert tok.decode(enc) == text
-    action = RT2ActionTokenizer().decode(tok.decode([ids[0], ids[7], ids[200], ids[255], ids[3], ids[4], ids[5], ids[6]]))
+    action = RT2ActionTokenizer().decode(
+        tok.decode([ids[0], ids[7], ids[200], ids[255], ids[3], ids[4], ids[5], ids[6]])
+    )
     assert action.tokens == (0, 7, 200, 255, 3, 4, 5, 6) and action.terminate
     # Ordinary text still tokenises (words, punctuation, unknown characters).
     assert tok.decode(tok.encode("Plan: pick up the apple. Action:", add_special_tokens=False)) == (

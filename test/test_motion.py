@@ -29,7 +29,9 @@ def test_rpy_delta_becomes_the_equivalent_rotation_vector():
     d = np.array([0.2, -0.1, 0.3])
     rv = rotation_delta_to_rotvec(d, "rpy")
     # Rotating by the rotation vector equals rotating roll, then pitch, then yaw about fixed axes.
-    np.testing.assert_allclose(Rotation.from_rotvec(rv).as_matrix(), Rotation.from_euler("xyz", d).as_matrix(), atol=1e-12)
+    np.testing.assert_allclose(
+        Rotation.from_rotvec(rv).as_matrix(), Rotation.from_euler("xyz", d).as_matrix(), atol=1e-12
+    )
     np.testing.assert_allclose(rotation_delta_to_rotvec(d, "rotvec"), d)
 
 

@@ -14,7 +14,9 @@ import time
 
 import numpy as np
 import pytest
-
+from geometry_msgs.msg import PoseStamped, TwistStamped
+from rcl_interfaces.msg import Log
+from rclpy.qos import qos_profile_sensor_data
 from ros_helpers import (
     Collector,
     ImageStreamer,
@@ -28,10 +30,6 @@ from ros_helpers import (
     wait_until,
 )
 from scripted_policy import ScriptedTextPolicy
-
-from geometry_msgs.msg import PoseStamped, TwistStamped
-from rcl_interfaces.msg import Log
-from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Float64, String
 from std_srvs.srv import SetBool, Trigger
@@ -84,13 +82,15 @@ class Rig:
         harness.add_cleanup(self.cam.stop)
         self.good_frames = self.cam.factory
         self.instruction = p.create_publisher(String, "/rt2/instruction", 10)
-        ok = all([
-            wait_for_subscribers(self.instruction),
-            wait_for_subscribers(self.cam.pub),
-            wait_for_publishers(self.twists.sub),
-            wait_for_publishers(self.episodes.sub),
-            wait_for_publishers(self.actions.sub),
-        ])
+        ok = all(
+            [
+                wait_for_subscribers(self.instruction),
+                wait_for_subscribers(self.cam.pub),
+                wait_for_publishers(self.twists.sub),
+                wait_for_publishers(self.episodes.sub),
+                wait_for_publishers(self.actions.sub),
+            ]
+        )
         assert ok, "DDS discovery between the probe and rt2_node did not complete"
 
     def start(self, text: str = "pick up the red block", timeout_s: float = 10.0):

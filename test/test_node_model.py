@@ -12,8 +12,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-from fixtures_models import tiny_model_dir  # noqa: F401  (pytest fixture)
+from geometry_msgs.msg import TwistStamped
 from ros_helpers import (
     Collector,
     ImageStreamer,
@@ -25,8 +24,6 @@ from ros_helpers import (
     wait_for_subscribers,
     wait_until,
 )
-
-from geometry_msgs.msg import TwistStamped
 from std_msgs.msg import String
 
 from rt2_ros.ros_conversions import import_rt2_msgs
@@ -55,10 +52,18 @@ def test_tiny_model_node_process_publishes_actions_and_a_steady_servo_stream(tin
         cam = ImageStreamer(probe, "/camera/image_raw", rate_hz=15.0, height=224, width=224)
         h.add_cleanup(cam.stop)
         instruction = probe.create_publisher(String, "/rt2/instruction", 10)
-        cmd = [sys.executable, "-m", "rt2_ros.node", "--ros-args", "--params-file", str(ROOT / "config" / "rt2.yaml"),
-               *_params(tiny_model_dir)]
-        proc = subprocess.Popen(cmd, cwd=str(ROOT), env=ros_env(), stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True)
+        cmd = [
+            sys.executable,
+            "-m",
+            "rt2_ros.node",
+            "--ros-args",
+            "--params-file",
+            str(ROOT / "config" / "rt2.yaml"),
+            *_params(tiny_model_dir),
+        ]
+        proc = subprocess.Popen(
+            cmd, cwd=str(ROOT), env=ros_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
         try:
             assert wait_for_subscribers(instruction, timeout_s=120.0), "the model node never came up"
             assert wait_for_publishers(twists.sub) and wait_for_subscribers(cam.pub)

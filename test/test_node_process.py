@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-
+from geometry_msgs.msg import TwistStamped
 from ros_helpers import (
     Collector,
     ImageStreamer,
@@ -21,8 +21,6 @@ from ros_helpers import (
     wait_for_subscribers,
 )
 from scripted_policy import ScriptedTextPolicy
-
-from geometry_msgs.msg import TwistStamped
 from std_msgs.msg import String
 
 from rt2_ros.config import RT2Config
@@ -46,19 +44,26 @@ def _stop(proc: subprocess.Popen) -> None:
 
 def test_camera_and_instruction_from_another_process_drive_the_node():
     with RosHarness() as h:
-        node = h.add_node(Rt2Node(ScriptedTextPolicy(CFG, [MOVE]), context=h.context,
-                                  overrides={"control.period_s": 0.1}))
+        node = h.add_node(
+            Rt2Node(ScriptedTextPolicy(CFG, [MOVE]), context=h.context, overrides={"control.period_s": 0.1})
+        )
         probe = h.make_node("rt2_test_probe")
         twists = Collector(probe, TwistStamped, "/servo_node/delta_twist_cmds", 1000)
         episodes = Collector(probe, msgs.EpisodeStatus, "/rt2/episode")
         assert wait_for_publishers(twists.sub) and wait_for_publishers(episodes.sub)
-        proc = subprocess.Popen([sys.executable, str(TEST_DIR / "camera_process.py"), "stack the blocks", "25"],
-                                env=ros_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, str(TEST_DIR / "camera_process.py"), "stack the blocks", "25"],
+            env=ros_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         try:
             st = episodes.wait_for(lambda m: m.state == RUNNING and m.instruction == "stack the blocks", 30.0)
             assert st is not None, "no episode from the other process's instruction"
-            moving = twists.wait_for(lambda m: stamp_s(m.header.stamp) > stamp_s(st.header.stamp)
-                                     and not is_zero_twist(m), 10.0)
+            moving = twists.wait_for(
+                lambda m: stamp_s(m.header.stamp) > stamp_s(st.header.stamp) and not is_zero_twist(m), 10.0
+            )
             assert moving is not None, "images from the other process never reached the policy"
             assert node.policy.calls > 0
         finally:
@@ -74,9 +79,21 @@ def test_node_process_runs_and_sends_a_zero_twist_on_ctrl_c():
         h.add_cleanup(cam.stop)
         instruction = probe.create_publisher(String, "/rt2/instruction", 10)
         proc = subprocess.Popen(
-            [sys.executable, str(TEST_DIR / "run_scripted_node.py"), "--ros-args",
-             "-p", "control.period_s:=0.1", "-p", "frames.command_frame:=proc_frame"],
-            env=ros_env(), cwd=str(ROOT), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            [
+                sys.executable,
+                str(TEST_DIR / "run_scripted_node.py"),
+                "--ros-args",
+                "-p",
+                "control.period_s:=0.1",
+                "-p",
+                "frames.command_frame:=proc_frame",
+            ],
+            env=ros_env(),
+            cwd=str(ROOT),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         try:
             assert wait_for_subscribers(instruction, timeout_s=30.0), "the node process never came up"
             assert wait_for_publishers(twists.sub) and wait_for_subscribers(cam.pub)
@@ -99,13 +116,22 @@ def test_node_process_runs_and_sends_a_zero_twist_on_ctrl_c():
             _stop(proc)
 
 
-@pytest.mark.parametrize("args, needle", [
-    (["-p", "control.period_s:=-1.0"], "control.period_s"),
-    (["-p", "control.servo_rate_hz:=50"], "must be a double"),
-    (["--params-file", str(ROOT / "config" / "rt2.yaml"), "-p", "policy.backend:=tpu"], "policy.backend"),
-])
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["-p", "control.period_s:=-1.0"], "control.period_s"),
+        (["-p", "control.servo_rate_hz:=50"], "must be a double"),
+        (["--params-file", str(ROOT / "config" / "rt2.yaml"), "-p", "policy.backend:=tpu"], "policy.backend"),
+    ],
+)
 def test_python_m_node_rejects_bad_parameters_with_exit_code_2(args, needle):
-    p = subprocess.run([sys.executable, "-m", "rt2_ros.node", "--ros-args", *args], cwd=str(ROOT), env=ros_env(),
-                       capture_output=True, text=True, timeout=60)
+    p = subprocess.run(
+        [sys.executable, "-m", "rt2_ros.node", "--ros-args", *args],
+        cwd=str(ROOT),
+        env=ros_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert p.returncode == 2, p.stdout + p.stderr
     assert needle in p.stderr

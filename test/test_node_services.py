@@ -13,7 +13,11 @@ import threading
 import time
 
 import pytest
-
+from geometry_msgs.msg import TwistStamped
+from rcl_interfaces.msg import Log, ParameterType
+from rcl_interfaces.srv import SetParameters
+from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from ros_helpers import (
     Collector,
     ImageStreamer,
@@ -26,12 +30,6 @@ from ros_helpers import (
     wait_until,
 )
 from scripted_policy import ScriptedTextPolicy
-
-from geometry_msgs.msg import TwistStamped
-from rcl_interfaces.msg import Log, ParameterType
-from rcl_interfaces.srv import SetParameters
-from rclpy.parameter import Parameter
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Int8, String
 from std_srvs.srv import SetBool, Trigger
 
@@ -71,6 +69,7 @@ class FakeHumbleServo:
             self.calls.append(name)
             res.success, res.message = True, f"{name} ok"
             return res
+
         return cb
 
 
@@ -185,14 +184,29 @@ def test_reset_calls_the_reset_service_or_says_none_is_available(rig):
 def test_home_before_episode_resets_first_and_services_are_remappable(rig):
     """A second node, namespaced topics and remapped services, goes home before each episode."""
     seen = []
-    srv = rig.probe.create_service(Trigger, "/rt2_test/home", lambda req, resp: (seen.append(1), setattr(resp, "success", True), resp)[2])
-    overrides = dict(OVERRIDES, **{
-        "reset.home_before_episode": True, "reset.reset_service": "/rt2_test/home",
-        "topics.instruction": "/b/instruction", "topics.episode": "/b/episode", "topics.twist": "/b/twist",
-    })
+    srv = rig.probe.create_service(
+        Trigger, "/rt2_test/home", lambda req, resp: (seen.append(1), setattr(resp, "success", True), resp)[2]
+    )
+    overrides = dict(
+        OVERRIDES,
+        **{
+            "reset.home_before_episode": True,
+            "reset.reset_service": "/rt2_test/home",
+            "topics.instruction": "/b/instruction",
+            "topics.episode": "/b/episode",
+            "topics.twist": "/b/twist",
+        },
+    )
     remaps = ["--ros-args", "-r", "/rt2/stop:=/b/stop", "-r", "/rt2/e_stop:=/b/e_stop", "-r", "/rt2/reset:=/b/reset"]
-    node_b = rig.h.add_node(Rt2Node(ScriptedTextPolicy(CFG, [MOVE]), node_name="rt2_node_b", context=rig.h.context,
-                                    overrides=overrides, cli_args=remaps))
+    node_b = rig.h.add_node(
+        Rt2Node(
+            ScriptedTextPolicy(CFG, [MOVE]),
+            node_name="rt2_node_b",
+            context=rig.h.context,
+            overrides=overrides,
+            cli_args=remaps,
+        )
+    )
     try:
         eps = Collector(rig.probe, msgs.EpisodeStatus, "/b/episode")
         pub = rig.probe.create_publisher(String, "/b/instruction", 10)
@@ -210,14 +224,33 @@ def test_home_before_episode_resets_first_and_services_are_remappable(rig):
 
 
 def test_jazzy_servo_without_moveit_msgs_warns_with_the_fix_and_keeps_running(rig):
-    node_c = rig.h.add_node(Rt2Node(
-        ScriptedTextPolicy(CFG, [MOVE]), node_name="rt2_node_c", context=rig.h.context,
-        overrides={"servo.distro": "jazzy", "servo.namespace": "/absent_servo", "topics.twist": "/c/twist",
-                   "topics.instruction": "/c/instruction", "topics.episode": "/c/episode"},
-        cli_args=["--ros-args", "-r", "/rt2/stop:=/c/stop", "-r", "/rt2/e_stop:=/c/e_stop", "-r", "/rt2/reset:=/c/reset"]))
+    node_c = rig.h.add_node(
+        Rt2Node(
+            ScriptedTextPolicy(CFG, [MOVE]),
+            node_name="rt2_node_c",
+            context=rig.h.context,
+            overrides={
+                "servo.distro": "jazzy",
+                "servo.namespace": "/absent_servo",
+                "topics.twist": "/c/twist",
+                "topics.instruction": "/c/instruction",
+                "topics.episode": "/c/episode",
+            },
+            cli_args=[
+                "--ros-args",
+                "-r",
+                "/rt2/stop:=/c/stop",
+                "-r",
+                "/rt2/e_stop:=/c/e_stop",
+                "-r",
+                "/rt2/reset:=/c/reset",
+            ],
+        )
+    )
     try:
-        assert wait_until(lambda: rig.logged("moveit_msgs is not importable", "switch_command_type",
-                                             name="rt2_node_c"), 10.0)
+        assert wait_until(
+            lambda: rig.logged("moveit_msgs is not importable", "switch_command_type", name="rt2_node_c"), 10.0
+        )
         tw = Collector(rig.probe, TwistStamped, "/c/twist")
         pub = rig.probe.create_publisher(String, "/c/instruction", 10)
         assert wait_for_subscribers(pub) and wait_for_publishers(tw.sub)
@@ -226,8 +259,9 @@ def test_jazzy_servo_without_moveit_msgs_warns_with_the_fix_and_keeps_running(ri
         node_c.controller.cancel(node_c.now_s())
         node_c._handle_transitions()
         # After the burst the node pauses Servo: the missing service is a warning with the fix.
-        assert wait_until(lambda: rig.logged("/absent_servo/pause_servo is not available", "Fix",
-                                             name="rt2_node_c"), 5.0)
+        assert wait_until(
+            lambda: rig.logged("/absent_servo/pause_servo is not available", "Fix", name="rt2_node_c"), 5.0
+        )
     finally:
         rig.h.remove_node(node_c)
 
@@ -252,13 +286,16 @@ def test_parameters_are_typed_with_ranges_descriptions_and_read_only(rig):
     assert node.cfg.control.period_s == 0.1
 
 
-@pytest.mark.parametrize("overrides, needle", [
-    ({"control.period_s": -1.0}, "control.period_s"),
-    ({"control.servo_rate_hz": 50}, "must be a double"),
-    ({"policy.backend": "tpu"}, "policy.backend"),
-    ({"safety.workspace_min": [1.0, 1.0, 1.0]}, "workspace_max must exceed"),
-    ({"frames.command_frame": ""}, "frames.command_frame"),
-])
+@pytest.mark.parametrize(
+    "overrides, needle",
+    [
+        ({"control.period_s": -1.0}, "control.period_s"),
+        ({"control.servo_rate_hz": 50}, "must be a double"),
+        ({"policy.backend": "tpu"}, "policy.backend"),
+        ({"safety.workspace_min": [1.0, 1.0, 1.0]}, "workspace_max must exceed"),
+        ({"frames.command_frame": ""}, "frames.command_frame"),
+    ],
+)
 def test_bad_parameters_are_a_clear_error_at_start(rig, overrides, needle):
     with pytest.raises(ConfigError) as e:
         Rt2Node(ScriptedTextPolicy(CFG, [MOVE]), node_name="rt2_bad", context=rig.h.context, overrides=overrides)
@@ -269,10 +306,9 @@ def test_bad_parameters_are_a_clear_error_at_start(rig, overrides, needle):
 def test_use_sim_time_stamps_twists_with_the_simulation_clock(rig):
     """Under use_sim_time, twists carry /clock time and sim-time image stamps are fresh."""
     from builtin_interfaces.msg import Time
+    from ros_helpers import make_image_msg
     from rosgraph_msgs.msg import Clock
     from sensor_msgs.msg import Image as ImageMsg
-
-    from ros_helpers import make_image_msg
 
     t_sim0, t_wall0 = 5000.0, time.monotonic()
     sim_now = lambda: t_sim0 + (time.monotonic() - t_wall0)  # noqa: E731
@@ -297,11 +333,30 @@ def test_use_sim_time_stamps_twists_with_the_simulation_clock(rig):
     th.start()
     node_d = None
     try:
-        node_d = rig.h.add_node(Rt2Node(
-            ScriptedTextPolicy(CFG, [MOVE]), node_name="rt2_node_d", context=rig.h.context,
-            overrides={"use_sim_time": True, "control.period_s": 0.1, "topics.image": "/d/image",
-                       "topics.instruction": "/d/instruction", "topics.twist": "/d/twist", "topics.episode": "/d/episode"},
-            cli_args=["--ros-args", "-r", "/rt2/stop:=/d/stop", "-r", "/rt2/e_stop:=/d/e_stop", "-r", "/rt2/reset:=/d/reset"]))
+        node_d = rig.h.add_node(
+            Rt2Node(
+                ScriptedTextPolicy(CFG, [MOVE]),
+                node_name="rt2_node_d",
+                context=rig.h.context,
+                overrides={
+                    "use_sim_time": True,
+                    "control.period_s": 0.1,
+                    "topics.image": "/d/image",
+                    "topics.instruction": "/d/instruction",
+                    "topics.twist": "/d/twist",
+                    "topics.episode": "/d/episode",
+                },
+                cli_args=[
+                    "--ros-args",
+                    "-r",
+                    "/rt2/stop:=/d/stop",
+                    "-r",
+                    "/rt2/e_stop:=/d/e_stop",
+                    "-r",
+                    "/rt2/reset:=/d/reset",
+                ],
+            )
+        )
         tw = Collector(rig.probe, TwistStamped, "/d/twist", 1000)
         pub = rig.probe.create_publisher(String, "/d/instruction", 10)
         assert wait_for_subscribers(pub) and wait_for_publishers(tw.sub) and wait_for_subscribers(cam_pub)

@@ -32,7 +32,10 @@ def test_episode_state_values_match_the_message():
     from rt2_ros.msg import EpisodeStatus
 
     assert (EpisodeState.IDLE, EpisodeState.RUNNING, EpisodeState.FINISHED) == (
-        EpisodeStatus.STATE_IDLE, EpisodeStatus.STATE_RUNNING, EpisodeStatus.STATE_FINISHED)
+        EpisodeStatus.STATE_IDLE,
+        EpisodeStatus.STATE_RUNNING,
+        EpisodeStatus.STATE_FINISHED,
+    )
 
 
 def test_installed_share_has_config_and_executable():

@@ -12,6 +12,8 @@ import time
 
 import numpy as np
 import pytest
+from remote_fakes import ImagePolicy, image_text, image_with
+from test_server import serve_subprocess
 
 from rt2_ros.config import load_config
 from rt2_ros.controller import Controller
@@ -19,8 +21,6 @@ from rt2_ros.factory import make_policy
 from rt2_ros.policies.base import PolicyError
 from rt2_ros.policies.remote import RemotePolicy
 from rt2_ros.serving.ws_server import BackgroundServer
-from remote_fakes import ImagePolicy, image_text, image_with
-from test_server import serve_subprocess
 
 CFG = load_config()
 
@@ -138,8 +138,10 @@ def test_client_decodes_with_its_own_codec_not_the_servers():
             out = super().infer_batch(observations)
             import dataclasses
 
-            return [dataclasses.replace(r, action=dataclasses.replace(r.action, delta_position=np.array([9.0, 9, 9])))
-                    for r in out]
+            return [
+                dataclasses.replace(r, action=dataclasses.replace(r.action, delta_position=np.array([9.0, 9, 9])))
+                for r in out
+            ]
 
     with BackgroundServer(LyingPolicy(CFG)) as srv:
         r = RemotePolicy(srv.url, CFG.action, timeout_s=5).infer(image_with(255, 0), "go")
@@ -171,8 +173,14 @@ def test_garbage_model_output_is_no_action_with_the_reason():
 
 def test_from_config_reads_the_key_from_the_named_environment_variable(monkeypatch):
     with BackgroundServer(ImagePolicy(CFG), api_key="abc") as srv:
-        cfg = load_config(overrides={"policy.backend": "remote", "policy.server_url": srv.url,
-                                     "policy.api_key_env": "RT2_TEST_KEY", "policy.timeout_s": 3.0})
+        cfg = load_config(
+            overrides={
+                "policy.backend": "remote",
+                "policy.server_url": srv.url,
+                "policy.api_key_env": "RT2_TEST_KEY",
+                "policy.timeout_s": 3.0,
+            }
+        )
         monkeypatch.setenv("RT2_TEST_KEY", "abc")
         pol = make_policy(cfg)
         assert isinstance(pol, RemotePolicy) and pol.timeout_s == 3.0
@@ -193,9 +201,16 @@ def test_controller_stops_the_robot_when_the_server_is_killed_mid_episode_and_re
     """Real time: a server subprocess, the controller's step/servo loop; SIGKILL the server,
     the twist must be zero within period + timeout; restart it, motion resumes."""
     period, timeout = 0.2, 0.3
-    cfg = load_config(overrides={"control.period_s": period, "policy.timeout_s": timeout,
-                                 "safety.max_linear_accel_mps2": 100.0, "safety.max_image_age_s": 5.0,
-                                 "control.max_duration_s": 60.0, "control.max_steps": 1000})
+    cfg = load_config(
+        overrides={
+            "control.period_s": period,
+            "policy.timeout_s": timeout,
+            "safety.max_linear_accel_mps2": 100.0,
+            "safety.max_image_age_s": 5.0,
+            "control.max_duration_s": 60.0,
+            "control.max_steps": 1000,
+        }
+    )
     proc, url = serve_subprocess("--policy", "remote_fakes:make_image_policy", "--no-warmup")
     port = int(url.rsplit(":", 1)[1])
     pol = RemotePolicy(url, cfg.action, timeout_s=timeout, backoff_initial_s=0.05, backoff_max_s=0.5)
@@ -258,8 +273,16 @@ def test_node_publishes_zero_twists_when_the_server_dies_and_moves_again_when_it
     """The rt2 node with ``policy.backend: remote`` over real DDS; SIGKILL the server mid-episode."""
     pytest.importorskip("rclpy")
     from geometry_msgs.msg import TwistStamped
-    from ros_helpers import (Collector, ImageStreamer, RosHarness, is_zero_twist, stamp_s, wait_for_publishers,
-                             wait_for_subscribers, wait_until)
+    from ros_helpers import (
+        Collector,
+        ImageStreamer,
+        RosHarness,
+        is_zero_twist,
+        stamp_s,
+        wait_for_publishers,
+        wait_for_subscribers,
+        wait_until,
+    )
     from std_msgs.msg import String
 
     from rt2_ros.node import Rt2Node
@@ -269,10 +292,22 @@ def test_node_publishes_zero_twists_when_the_server_dies_and_moves_again_when_it
     port = url.rsplit(":", 1)[1]
     h = RosHarness()
     try:
-        node = h.add_node(Rt2Node(None, context=h.context, overrides={
-            "policy.backend": "remote", "policy.server_url": url, "policy.timeout_s": timeout,
-            "control.period_s": period, "control.servo_rate_hz": 50.0, "control.max_duration_s": 120.0,
-            "control.max_steps": 100000, "safety.max_linear_accel_mps2": 100.0}))
+        node = h.add_node(
+            Rt2Node(
+                None,
+                context=h.context,
+                overrides={
+                    "policy.backend": "remote",
+                    "policy.server_url": url,
+                    "policy.timeout_s": timeout,
+                    "control.period_s": period,
+                    "control.servo_rate_hz": 50.0,
+                    "control.max_duration_s": 120.0,
+                    "control.max_steps": 100000,
+                    "safety.max_linear_accel_mps2": 100.0,
+                },
+            )
+        )
         assert isinstance(node.policy, RemotePolicy)  # built from the parameters by the factory
         probe = h.make_node("rt2_remote_probe")
         twists = Collector(probe, TwistStamped, "/servo_node/delta_twist_cmds", 5000)
@@ -314,7 +349,8 @@ def test_remote_backend_and_server_import_no_torch_no_rclpy_no_ray():
 
     mods = ["rt2_ros.policies.remote", "rt2_ros.server", "rt2_ros.serving.ws_server", "rt2_ros.serving.ray_app"]
     code = "".join(f"import {m}\n" for m in mods) + (
-        "import sys\nprint(','.join(m for m in ('torch', 'transformers', 'rclpy', 'ray') if m in sys.modules))\n")
+        "import sys\nprint(','.join(m for m in ('torch', 'transformers', 'rclpy', 'ray') if m in sys.modules))\n"
+    )
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip() == ""

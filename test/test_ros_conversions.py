@@ -7,15 +7,14 @@ import io
 import numpy as np
 import pytest
 from PIL import Image as PILImage
-
 from ros_helpers import make_image_msg
 from sensor_msgs.msg import CompressedImage
 from visualization_msgs.msg import Marker
 
+from rt2_ros.config import RT2Config
 from rt2_ros.controller import StepOutcome
 from rt2_ros.episode import EndReason, EpisodeState, Transition
 from rt2_ros.factory import make_rt2_tokenizer
-from rt2_ros.config import RT2Config
 from rt2_ros.motion import Twist
 from rt2_ros.policies.base import PolicyResult
 from rt2_ros.ros_conversions import (
@@ -45,11 +44,14 @@ def test_rgb8_is_a_zero_copy_view():
     assert np.shares_memory(out, np.frombuffer(msg.data, np.uint8))
 
 
-@pytest.mark.parametrize("encoding, make", [
-    ("bgr8", lambda rgb: rgb[:, :, ::-1]),
-    ("rgba8", lambda rgb: np.dstack([rgb, np.full(rgb.shape[:2], 7, np.uint8)])),
-    ("bgra8", lambda rgb: np.dstack([rgb[:, :, ::-1], np.full(rgb.shape[:2], 7, np.uint8)])),
-])
+@pytest.mark.parametrize(
+    "encoding, make",
+    [
+        ("bgr8", lambda rgb: rgb[:, :, ::-1]),
+        ("rgba8", lambda rgb: np.dstack([rgb, np.full(rgb.shape[:2], 7, np.uint8)])),
+        ("bgra8", lambda rgb: np.dstack([rgb[:, :, ::-1], np.full(rgb.shape[:2], 7, np.uint8)])),
+    ],
+)
 def test_colour_encodings_become_rgb(encoding, make):
     rgb = _rgb()
     raw = np.ascontiguousarray(make(rgb))
@@ -81,13 +83,16 @@ def test_depth_images_are_rejected_with_a_hint(encoding):
         image_msg_to_rgb(make_image_msg(4, 5, encoding))
 
 
-@pytest.mark.parametrize("mutate, match", [
-    (lambda m: setattr(m, "data", bytes(10)), "needs"),
-    (lambda m: setattr(m, "step", 3), "step"),
-    (lambda m: (setattr(m, "width", 0), setattr(m, "step", 0), setattr(m, "data", b"")), "no pixels"),
-    (lambda m: (setattr(m, "width", MAX_IMAGE_PIXELS), setattr(m, "height", 2)), "too large"),
-    (lambda m: setattr(m, "encoding", "bayer_rggb8"), "unsupported"),
-])
+@pytest.mark.parametrize(
+    "mutate, match",
+    [
+        (lambda m: setattr(m, "data", bytes(10)), "needs"),
+        (lambda m: setattr(m, "step", 3), "step"),
+        (lambda m: (setattr(m, "width", 0), setattr(m, "step", 0), setattr(m, "data", b"")), "no pixels"),
+        (lambda m: (setattr(m, "width", MAX_IMAGE_PIXELS), setattr(m, "height", 2)), "too large"),
+        (lambda m: setattr(m, "encoding", "bayer_rggb8"), "unsupported"),
+    ],
+)
 def test_malformed_images_are_rejected(mutate, match):
     msg = make_image_msg(4, 5, "rgb8")
     mutate(msg)
@@ -147,8 +152,17 @@ def test_action_and_episode_messages():
     m = outcome_to_action_msg(ok, s_to_stamp(2.0), "base")
     assert m.valid and m.error == "" and list(m.tokens) == [1, 200, 128, 60, 128, 128, 128, 255]
     assert np.allclose(m.delta_position, a.delta_position) and m.model_ms == 12.0 and m.inference_latency_ms == 15.0
-    bad = StepOutcome(3, "pick", PolicyResult("hello", (), None, "expected 8 integers"), None, Twist.zero(), None,
-                      "expected 8 integers", (), 9.0)
+    bad = StepOutcome(
+        3,
+        "pick",
+        PolicyResult("hello", (), None, "expected 8 integers"),
+        None,
+        Twist.zero(),
+        None,
+        "expected 8 integers",
+        (),
+        9.0,
+    )
     m = outcome_to_action_msg(bad, s_to_stamp(2.0), "base")
     assert not m.valid and m.error == "expected 8 integers" and m.raw_text == "hello" and list(m.tokens) == []
     t = Transition(EpisodeState.FINISHED, EndReason.TERMINATE, "", "pick", 7, 3.5, 2, True)

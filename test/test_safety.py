@@ -8,8 +8,9 @@ from rt2_ros.motion import Twist
 from rt2_ros.safety import SafetyEnvelope, Watchdog
 
 # Limits other than the one under test are set out of the way.
-BIG_ACCEL = dict(max_linear_accel_mps2=100.0, max_angular_accel_radps2=500.0,
-                 max_linear_speed_axis_mps=5.0, max_linear_speed_mps=5.0)
+BIG_ACCEL = dict(
+    max_linear_accel_mps2=100.0, max_angular_accel_radps2=500.0, max_linear_speed_axis_mps=5.0, max_linear_speed_mps=5.0
+)
 
 
 def env(**kw):
@@ -85,8 +86,13 @@ def test_workspace_clip_in_a_rotated_command_frame():
     e = env(workspace_min=[0.2, -0.5, 0.0], workspace_max=[0.55, 0.5, 0.8])
     # Command frame x points along planning -y... here: command x == planning x rotated 90 deg about z
     R = np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])  # planning <- command
-    out = e.filter(tw([0.0, -0.5, 0.0]), 0.0, ee_position=np.array([0.5, 0.0, 0.3]), horizon_s=0.2,
-                   rotation_planning_from_command=R)
+    out = e.filter(
+        tw([0.0, -0.5, 0.0]),
+        0.0,
+        ee_position=np.array([0.5, 0.0, 0.3]),
+        horizon_s=0.2,
+        rotation_planning_from_command=R,
+    )
     # command -y maps to planning +x: clipped to reach the x face exactly
     assert (R @ out.twist.linear)[0] == pytest.approx(0.25)
 

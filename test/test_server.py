@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -17,6 +16,7 @@ from pathlib import Path
 import msgpack
 import numpy as np
 import pytest
+from remote_fakes import ImagePolicy, image_text, image_with
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
@@ -26,7 +26,6 @@ from rt2_ros.policies.remote import RemotePolicy
 from rt2_ros.serving.protocol import Limits, packb, unpackb
 from rt2_ros.serving.ws_server import BackgroundServer
 from rt2_ros.testing.serve import start_server
-from remote_fakes import ImagePolicy, image_text, image_with
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_DIR = Path(__file__).resolve().parent
@@ -90,7 +89,9 @@ def test_batching_off_runs_one_request_per_model_call():
     pol = ImagePolicy(CFG, delay_s=0.02)
     with BackgroundServer(pol, max_batch_size=1) as srv:
         clients = [RemotePolicy(srv.url, CFG.action, timeout_s=10) for _ in range(3)]
-        threads = [threading.Thread(target=lambda c=c: [c.infer(image_with(5, 5), "go") for _ in range(3)]) for c in clients]
+        threads = [
+            threading.Thread(target=lambda c=c: [c.infer(image_with(5, 5), "go") for _ in range(3)]) for c in clients
+        ]
         for t in threads:
             t.start()
         for t in threads:
@@ -121,8 +122,10 @@ def test_model_failure_fails_only_that_request_in_a_batch():
             except PolicyError as e:
                 out[name] = e
 
-        ts = [threading.Thread(target=run, args=("good", good, "pick")),
-              threading.Thread(target=run, args=("bad", bad, "explode"))]
+        ts = [
+            threading.Thread(target=run, args=("good", good, "pick")),
+            threading.Thread(target=run, args=("bad", bad, "explode")),
+        ]
         for t in ts:
             t.start()
         for t in ts:
@@ -217,6 +220,7 @@ def test_server_refuses_clients_beyond_max_clients():
 
 # -- malformed and oversized requests -----------------------------------------------------------------
 
+
 def _nd(data, dtype, shape):
     return {"__ndarray__": True, "data": data, "dtype": dtype, "shape": shape}
 
@@ -228,16 +232,52 @@ MALFORMED = [
     ("not a map", msgpack.packb([1, 2, 3]), "bad_request"),
     ("unknown type", msgpack.packb({"type": "rm -rf", "id": 3}), "bad_request"),
     ("missing id", packb({"type": "infer", "image": image_with(1, 1), "instruction": "go"}), "bad_request"),
-    ("empty instruction", packb({"type": "infer", "id": 4, "image": image_with(1, 1), "instruction": " "}), "bad_request"),
-    ("long instruction", packb({"type": "infer", "id": 4, "image": image_with(1, 1), "instruction": "x" * 5000}), "bad_request"),
+    (
+        "empty instruction",
+        packb({"type": "infer", "id": 4, "image": image_with(1, 1), "instruction": " "}),
+        "bad_request",
+    ),
+    (
+        "long instruction",
+        packb({"type": "infer", "id": 4, "image": image_with(1, 1), "instruction": "x" * 5000}),
+        "bad_request",
+    ),
     ("missing image", packb({"type": "infer", "id": 4, "instruction": "go"}), "bad_image"),
-    ("float image", packb({"type": "infer", "id": 4, "image": np.zeros((4, 4, 3), np.float32), "instruction": "go"}), "bad_image"),
-    ("grey image", packb({"type": "infer", "id": 4, "image": np.zeros((4, 4), np.uint8), "instruction": "go"}), "bad_image"),
-    ("image too tall", packb({"type": "infer", "id": 4, "image": np.zeros((3000, 1, 3), np.uint8), "instruction": "go"}), "bad_image"),
-    ("size mismatch", msgpack.packb({"type": "infer", "id": 4, "image": _nd(b"\0" * 10, "|u1", [4, 4, 3]), "instruction": "go"}), "bad_frame"),
-    ("object dtype", msgpack.packb({"type": "infer", "id": 4, "image": _nd(b"\0" * 8, "|O", [1]), "instruction": "go"}), "bad_frame"),
-    ("negative shape", msgpack.packb({"type": "infer", "id": 4, "image": _nd(b"", "|u1", [-1, 4, 3]), "instruction": "go"}), "bad_frame"),
-    ("bogus dtype", msgpack.packb({"type": "infer", "id": 4, "image": _nd(b"", "nonsense", [0]), "instruction": "go"}), "bad_frame"),
+    (
+        "float image",
+        packb({"type": "infer", "id": 4, "image": np.zeros((4, 4, 3), np.float32), "instruction": "go"}),
+        "bad_image",
+    ),
+    (
+        "grey image",
+        packb({"type": "infer", "id": 4, "image": np.zeros((4, 4), np.uint8), "instruction": "go"}),
+        "bad_image",
+    ),
+    (
+        "image too tall",
+        packb({"type": "infer", "id": 4, "image": np.zeros((3000, 1, 3), np.uint8), "instruction": "go"}),
+        "bad_image",
+    ),
+    (
+        "size mismatch",
+        msgpack.packb({"type": "infer", "id": 4, "image": _nd(b"\0" * 10, "|u1", [4, 4, 3]), "instruction": "go"}),
+        "bad_frame",
+    ),
+    (
+        "object dtype",
+        msgpack.packb({"type": "infer", "id": 4, "image": _nd(b"\0" * 8, "|O", [1]), "instruction": "go"}),
+        "bad_frame",
+    ),
+    (
+        "negative shape",
+        msgpack.packb({"type": "infer", "id": 4, "image": _nd(b"", "|u1", [-1, 4, 3]), "instruction": "go"}),
+        "bad_frame",
+    ),
+    (
+        "bogus dtype",
+        msgpack.packb({"type": "infer", "id": 4, "image": _nd(b"", "nonsense", [0]), "instruction": "go"}),
+        "bad_frame",
+    ),
 ]
 
 
@@ -285,9 +325,28 @@ def test_tls_with_a_self_signed_certificate(tmp_path):
     from rt2_ros.serving.ws_server import make_ssl_context
 
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
-                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
     with BackgroundServer(ImagePolicy(CFG), ssl=make_ssl_context(str(cert), str(key)), api_key="k") as srv:
         assert srv.url.startswith("wss://")
         r = RemotePolicy(srv.url, CFG.action, api_key="k", ca_file=str(cert), timeout_s=5).infer(image_with(4, 5), "go")
@@ -302,17 +361,23 @@ def test_tls_with_a_self_signed_certificate(tmp_path):
 
 def serve_subprocess(*args, env=None):
     """Start ``rt2-ros serve`` on a free port (test helpers importable); returns (process, url)."""
-    e = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TEST_DIR), str(ROOT), os.environ.get("PYTHONPATH", "")]),
-             **(env or {}))
+    e = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join([str(TEST_DIR), str(ROOT), os.environ.get("PYTHONPATH", "")]),
+        **(env or {}),
+    )
     return start_server(args, env=e, cwd=ROOT, timeout_s=60.0)
 
 
 def test_cli_serve_reads_the_key_from_the_environment_and_serves(tmp_path):
-    p, url = serve_subprocess("--policy", "remote_fakes:make_image_policy", "--api-key-env", "MY_KEY",
-                              env={"MY_KEY": "from-env"})
+    p, url = serve_subprocess(
+        "--policy", "remote_fakes:make_image_policy", "--api-key-env", "MY_KEY", env={"MY_KEY": "from-env"}
+    )
     try:
         assert "from-env" not in " ".join(p.args)  # the key never appears on the command line
-        assert RemotePolicy(url, CFG.action, api_key="from-env", timeout_s=5).infer(image_with(3, 9), "go").action.tokens[1:3] == (3, 9)
+        assert RemotePolicy(url, CFG.action, api_key="from-env", timeout_s=5).infer(
+            image_with(3, 9), "go"
+        ).action.tokens[1:3] == (3, 9)
         with pytest.raises(PolicyError, match="401"):
             RemotePolicy(url, CFG.action, timeout_s=5).infer(image_with(3, 9), "go")
         status, body = http_get(url.replace("ws://", "http://") + "/healthz")
@@ -351,7 +416,6 @@ def test_api_key_file(tmp_path):
 
 # -- the real backend: batched inference through the server equals unbatched in-process -----------
 
-from fixtures_models import tiny_model_dir  # noqa: E402,F401  (pytest fixture)
 
 INSTRUCTIONS = ["pick up the red block", "open the drawer", "push the blue cube to the left of the bowl", "stack"]
 
@@ -390,8 +454,9 @@ def test_batched_server_inference_equals_unbatched_in_process_inference(tiny_mod
     assert len({r.text for r in reference}) == n  # distinct answers: a mix-up between robots would show
     with BackgroundServer(policy, max_batch_size=n, max_wait_ms=10_000) as srv:
         # the robots' config has no statistics file: OpenVLA statistics come from the server's metadata
-        robot_cfg = load_config(overrides={"action.format": action_format,
-                                           "action.openvla_vocab_size": cfg.action.openvla_vocab_size})
+        robot_cfg = load_config(
+            overrides={"action.format": action_format, "action.openvla_vocab_size": cfg.action.openvla_vocab_size}
+        )
         clients = [RemotePolicy(srv.url, robot_cfg.action, timeout_s=60) for _ in range(n)]
         for c in clients:
             c.connect(timeout_s=10)
@@ -421,13 +486,27 @@ def test_ray_serve_runs_replicas_behind_one_address_with_the_same_protocol():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {"PYTHONPATH": os.pathsep.join([str(TEST_DIR), str(ROOT)]), "RT2_RAY_TEST_KEY": "ray-key",
-           "RT2_FAKE_DELAY_S": "0.01"}
+    env = {
+        "PYTHONPATH": os.pathsep.join([str(TEST_DIR), str(ROOT)]),
+        "RT2_RAY_TEST_KEY": "ray-key",
+        "RT2_FAKE_DELAY_S": "0.01",
+    }
     ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": env})
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
-        serve.run(build({"policy": "remote_fakes:make_image_policy", "num_replicas": 2, "num_cpus": 0.5,
-                         "api_key_env": "RT2_RAY_TEST_KEY", "max_batch_size": 4}), name="rt2", route_prefix="/")
+        serve.run(
+            build(
+                {
+                    "policy": "remote_fakes:make_image_policy",
+                    "num_replicas": 2,
+                    "num_cpus": 0.5,
+                    "api_key_env": "RT2_RAY_TEST_KEY",
+                    "max_batch_size": 4,
+                }
+            ),
+            name="rt2",
+            route_prefix="/",
+        )
         url = f"ws://127.0.0.1:{port}"
         robots = [RemotePolicy(url, CFG.action, api_key="ray-key", timeout_s=30) for _ in range(4)]
         for r in robots:

@@ -55,8 +55,15 @@ IMG = np.zeros((8, 8, 3), np.uint8)
 def test_the_expert_succeeds_and_ends_with_its_terminate_token(loop, world, instruction, seed):
     controller, policy = loop
     texts = []
-    rec = run_episode(world, controller, instruction, seed=seed, keep_frames=False, camera_period_s=0.2,
-                      on_step=lambda o: texts.append(o.result.text if o.result else None))
+    rec = run_episode(
+        world,
+        controller,
+        instruction,
+        seed=seed,
+        keep_frames=False,
+        camera_period_s=0.2,
+        on_step=lambda o: texts.append(o.result.text if o.result else None),
+    )
     assert rec.success, rec.detail
     assert rec.reason == "terminate"
     assert rec.steps < controller.cfg.control.max_steps
@@ -106,8 +113,9 @@ def test_a_block_that_is_not_there_is_a_rejected_step(cfg, world):
 def test_without_ground_truth_the_expert_fails_like_a_dead_backend(cfg):
     from rt2_ros.sim.expert import ExpertParams
 
-    policy = ScriptedExpertPolicy.from_config(cfg, ground_truth=lambda: None,
-                                              params=ExpertParams(first_gt_timeout_s=0.1))
+    policy = ScriptedExpertPolicy.from_config(
+        cfg, ground_truth=lambda: None, params=ExpertParams(first_gt_timeout_s=0.1)
+    )
     with pytest.raises(PolicyError, match="no ground truth"):
         policy.infer(IMG, "pick up the red block")
 

@@ -28,8 +28,15 @@ def tree():
 
 
 def _calls(tree, name):
-    return [n for n in ast.walk(tree) if isinstance(n, ast.Call) and (
-        (isinstance(n.func, ast.Name) and n.func.id == name) or (isinstance(n.func, ast.Attribute) and n.func.attr == name))]
+    return [
+        n
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Call)
+        and (
+            (isinstance(n.func, ast.Name) and n.func.id == name)
+            or (isinstance(n.func, ast.Attribute) and n.func.attr == name)
+        )
+    ]
 
 
 def _kw(call, key):
@@ -39,8 +46,11 @@ def _kw(call, key):
 def test_every_executable_the_launch_starts_is_installed(tree):
     cmake = (ROOT / "CMakeLists.txt").read_text()
     installed = set(re.findall(r"scripts/(\w+)", " ".join(re.findall(r"install\(PROGRAMS[^)]*\)", cmake))))
-    exes = {ast.literal_eval(_kw(c, "executable")) for c in _calls(tree, "Node") if _kw(c, "package") is not None
-            and ast.literal_eval(_kw(c, "package")) == "rt2_ros"}
+    exes = {
+        ast.literal_eval(_kw(c, "executable"))
+        for c in _calls(tree, "Node")
+        if _kw(c, "package") is not None and ast.literal_eval(_kw(c, "package")) == "rt2_ros"
+    }
     assert exes == {"rt2_sim", "rt2_node", "rt2_demo"}
     assert exes <= installed
     for e in exes:
@@ -51,11 +61,18 @@ def test_launch_arguments_are_declared_and_used(tree):
     arguments = next(n.value for n in tree.body if isinstance(n, ast.Assign) and n.targets[0].id == "ARGUMENTS")
     declared = {ast.literal_eval(e.elts[0]) for e in arguments.elts}
     used = {ast.literal_eval(c.args[0]) for c in _calls(tree, "get") if c.args and isinstance(c.args[0], ast.Constant)}
-    used |= {ast.literal_eval(c.args[0]) for c in _calls(tree, "LaunchConfiguration") if isinstance(c.args[0], ast.Constant)}
+    used |= {
+        ast.literal_eval(c.args[0]) for c in _calls(tree, "LaunchConfiguration") if isinstance(c.args[0], ast.Constant)
+    }
     # max_steps / terminate_debounce are read through a loop over (arg, param) pairs
-    loop_args = {ast.literal_eval(t.elts[0]) for t in ast.walk(tree) if isinstance(t, ast.Tuple) and len(t.elts) == 2
-                 and all(isinstance(e, ast.Constant) and isinstance(e.value, str) for e in t.elts)
-                 and ast.literal_eval(t.elts[1]).startswith("control.")}
+    loop_args = {
+        ast.literal_eval(t.elts[0])
+        for t in ast.walk(tree)
+        if isinstance(t, ast.Tuple)
+        and len(t.elts) == 2
+        and all(isinstance(e, ast.Constant) and isinstance(e.value, str) for e in t.elts)
+        and ast.literal_eval(t.elts[1]).startswith("control.")
+    }
     assert declared - {"rviz"} <= used | loop_args
     assert {"backend", "model_path", "episodes", "seed", "out", "record"} <= declared
 

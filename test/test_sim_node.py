@@ -16,10 +16,6 @@ pytest.importorskip("pybullet")
 
 from geometry_msgs.msg import PoseStamped, TwistStamped  # noqa: E402
 from rclpy.qos import qos_profile_sensor_data  # noqa: E402
-from sensor_msgs.msg import CameraInfo, Image, JointState  # noqa: E402
-from std_msgs.msg import Float64, Int8, String  # noqa: E402
-from std_srvs.srv import SetBool, Trigger  # noqa: E402
-
 from ros_helpers import (  # noqa: E402
     DISCOVERY_TIMEOUT_S,
     Collector,
@@ -29,6 +25,10 @@ from ros_helpers import (  # noqa: E402
     wait_for_subscribers,
     wait_until,
 )
+from sensor_msgs.msg import CameraInfo, Image, JointState  # noqa: E402
+from std_msgs.msg import Float64, Int8, String  # noqa: E402
+from std_srvs.srv import SetBool, Trigger  # noqa: E402
+
 from rt2_ros.sim.sim_node import ServoNode, SimNode, SimRunner  # noqa: E402
 
 
@@ -36,13 +36,24 @@ def _start(harness, distro, prefix=""):
     """A sim (topics under ``prefix``) with a servo node at ``prefix + /servo_node``."""
     from rclpy.parameter import Parameter
 
-    topics = {f"topics.{k}": f"{prefix}/{v}" for k, v in (
-        ("image", "camera/image_raw"), ("camera_info", "camera/camera_info"), ("joint_states", "joint_states"),
-        ("ee_pose", "rt2/ee_pose"), ("gripper", "rt2/gripper_command"), ("instruction", "rt2/instruction"),
-        ("ground_truth", "sim/ground_truth"))}
+    topics = {
+        f"topics.{k}": f"{prefix}/{v}"
+        for k, v in (
+            ("image", "camera/image_raw"),
+            ("camera_info", "camera/camera_info"),
+            ("joint_states", "joint_states"),
+            ("ee_pose", "rt2/ee_pose"),
+            ("gripper", "rt2/gripper_command"),
+            ("instruction", "rt2/instruction"),
+            ("ground_truth", "sim/ground_truth"),
+        )
+    }
     overrides = [Parameter(k, value=v) for k, v in topics.items()]
-    overrides += [Parameter("reset_service", value=f"{prefix}/sim/reset"), Parameter("seed", value=7),
-                  Parameter("camera.rate_hz", value=10.0)]
+    overrides += [
+        Parameter("reset_service", value=f"{prefix}/sim/reset"),
+        Parameter("seed", value=7),
+        Parameter("camera.rate_hz", value=10.0),
+    ]
     sim = SimNode(context=harness.context, parameter_overrides=overrides)
     servo = ServoNode("servo_node", prefix or "/", context=harness.context)
     runner = SimRunner(sim, servo, distro)
@@ -233,7 +244,9 @@ def test_instruction_starts_a_task_check_in_the_ground_truth(ros):
     pub = probe.create_publisher(String, "/rt2/instruction", 10)
     assert wait_for_subscribers(pub)
     pub.publish(String(data="pick up the red block"))
-    m = gts.wait_for(lambda m: (json.loads(m.data).get("task") or {}).get("instruction") == "pick up the red block", 5.0)
+    m = gts.wait_for(
+        lambda m: (json.loads(m.data).get("task") or {}).get("instruction") == "pick up the red block", 5.0
+    )
     task = json.loads(m.data)["task"]
     assert task["kind"] == "pick" and task["color"] == "red" and task["success"] is False
     pub.publish(String(data="fly to the moon"))

@@ -12,12 +12,20 @@ from rt2_ros.sim.report import EpisodeRecord, contact_sheet, format_table, summa
 def _rec(i, success, backend="scripted", reason="terminate", frames=3):
     rng = np.random.default_rng(i)
     return EpisodeRecord(
-        instruction=f"pick up the red block {i}", seed=i, backend=backend, steps=20 + i, reason=reason,
-        success=success, detail="block bottom 0.08 m above table", wall_s=4.2, latencies_ms=[1.0, 3.0],
+        instruction=f"pick up the red block {i}",
+        seed=i,
+        backend=backend,
+        steps=20 + i,
+        reason=reason,
+        success=success,
+        detail="block bottom 0.08 m above table",
+        wall_s=4.2,
+        latencies_ms=[1.0, 3.0],
         frames=[np.full((224, 224, 3), 40 * k, np.uint8) for k in range(frames)],
         tcp_path=(np.linspace([0.3, 0, 0.48], [0.5, 0.1, 0.02], 30) + rng.normal(0, 1e-3, (30, 3))).tolist(),
         targets={"red": [0.5, 0.1, 0.02], "blue": [0.6, -0.1, 0.02]},
-        final_blocks={"red": [0.5, 0.1, 0.1], "blue": [0.6, -0.1, 0.02]}, target_color="red",
+        final_blocks={"red": [0.5, 0.1, 0.1], "blue": [0.6, -0.1, 0.02]},
+        target_color="red",
     )
 
 

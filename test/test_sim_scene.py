@@ -76,7 +76,7 @@ def test_the_camera_sees_every_block_in_its_colour(scene):
     uv = scene.project([scene.block_pose(c)[0] for c in scene.blocks])
     for (u, v), c in zip(uv, scene.blocks):
         assert 0 <= u < 224 and 0 <= v < 224, f"{c} block outside the image"
-        patch = img[int(v) - 2:int(v) + 3, int(u) - 2:int(u) + 3].reshape(-1, 3).astype(float)
+        patch = img[int(v) - 2 : int(v) + 3, int(u) - 2 : int(u) + 3].reshape(-1, 3).astype(float)
         want = np.array(COLORS[c][:3]) * 255
         # the dominant channel of the block's colour dominates the patch around its projection
         k = int(np.argmax(want))

@@ -18,8 +18,12 @@ def _gt(red=(0.5, 0.1, 0.02), tcp=(0.3, 0.0, 0.5), size=0.04):
         "table_z_m": 0.0,
         "tcp": {"position": list(tcp)},
         "blocks": {
-            "red": {"position": list(red), "orientation_xyzw": [0, 0, 0, 1], "size_m": size,
-                    "initial_position": list(red)},
+            "red": {
+                "position": list(red),
+                "orientation_xyzw": [0, 0, 0, 1],
+                "size_m": size,
+                "initial_position": list(red),
+            },
             "blue": {"position": [0.6, -0.1, 0.02], "orientation_xyzw": [0, 0, 0, 1], "size_m": size},
         },
     }
@@ -120,9 +124,23 @@ def test_the_simulation_core_imports_no_ros_and_no_torch():
     import subprocess
     import sys
 
-    mods = ["scene", "servo_standin", "tasks", "expert", "world", "inprocess", "report", "recording", "settings", "demo"]
-    code = "import sys\n" + "".join(f"import rt2_ros.sim.{m}\n" for m in mods) + (
-        "print(','.join(m for m in ('rclpy', 'torch', 'transformers', 'pybullet') if m in sys.modules))\n")
+    mods = [
+        "scene",
+        "servo_standin",
+        "tasks",
+        "expert",
+        "world",
+        "inprocess",
+        "report",
+        "recording",
+        "settings",
+        "demo",
+    ]
+    code = (
+        "import sys\n"
+        + "".join(f"import rt2_ros.sim.{m}\n" for m in mods)
+        + ("print(','.join(m for m in ('rclpy', 'torch', 'transformers', 'pybullet') if m in sys.modules))\n")
+    )
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip() == "", f"imported: {p.stdout.strip()}"

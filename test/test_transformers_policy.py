@@ -22,7 +22,6 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from fixtures_models import tiny_model_dir  # noqa: E402,F401  (pytest fixture)
 
 from rt2_ros.action_tokenizer import OpenVLAActionTokenizer, RT2ActionTokenizer, select_unnorm_stats  # noqa: E402
 from rt2_ros.config import load_config  # noqa: E402
@@ -218,8 +217,13 @@ def test_cot_schedule_switches_to_actions_when_the_model_writes_the_marker():
     from rt2_ros.policies.constrained import CotSchedule
 
     words = {10: "Plan:", 11: " pick", 12: " up", 13: " Action:", 2: "<eos>"}
-    cot = CotSchedule(prefix_ids=(10,), marker_ids=(13,), max_plan_tokens=5,
-                      decode=lambda ids: "".join(words.get(i, f" w{i}") for i in ids), banned_ids=(2,))
+    cot = CotSchedule(
+        prefix_ids=(10,),
+        marker_ids=(13,),
+        max_plan_tokens=5,
+        decode=lambda ids: "".join(words.get(i, f" w{i}") for i in ids),
+        banned_ids=(2,),
+    )
     bins = list(range(100, 110))
     proc = ActionLogitsProcessor(prompt_length=3, allowed=[bins[:2]] + [bins] * 7, eos_token_id=2, cot=cot)
     seq = torch.zeros((1, 3), dtype=torch.long)
@@ -351,7 +355,9 @@ def test_openvla_prompt_is_lowercased_upstream_form():
     assert build_prompt("openvla", "Put the Corn on the Plate.") == (
         "In: What action should the robot take to put the corn on the plate?\nOut:"
     )
-    assert build_prompt("rt2", "  pick up\nthe apple ") == "Q: what action should the robot take to pick up the apple? A:"
+    assert (
+        build_prompt("rt2", "  pick up\nthe apple ") == "Q: what action should the robot take to pick up the apple? A:"
+    )
 
 
 # -- clear errors -----------------------------------------------------------------------------
@@ -379,7 +385,9 @@ def test_one_bad_image_in_a_batch_rejects_the_batch_with_its_index(rt2_policy):
         rt2_policy.infer_batch([Observation(good, "go"), Observation(good.astype(np.int16), "go")])
 
 
-@pytest.mark.parametrize("instruction, match", [("", "empty"), ("  .  ", "empty"), (None, "str"), ("x" * 2000, "too long")])
+@pytest.mark.parametrize(
+    "instruction, match", [("", "empty"), ("  .  ", "empty"), (None, "str"), ("x" * 2000, "too long")]
+)
 def test_bad_instruction_is_rejected(rt2_policy, instruction, match):
     with pytest.raises(ValueError, match=match):
         rt2_policy.infer(np.zeros((224, 224, 3), dtype=np.uint8), instruction)
@@ -531,12 +539,25 @@ def test_llava_architecture_batches_and_constrains():
 
     dims = {
         "vision": dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, patch_size=32),
-        "text": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                     num_key_value_heads=2, vocab_size=4096),
+        "text": dict(
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            vocab_size=4096,
+        ),
     }
     model, processor = build_llava_model(dims, seed=0)
-    pol = TransformersPolicy(model, processor, model_id="llava-toy", action_format="openvla", prompt="openvla",
-                             openvla_vocab_size=4000, unnorm=select_unnorm_stats(_stats("x"), None))
+    pol = TransformersPolicy(
+        model,
+        processor,
+        model_id="llava-toy",
+        action_format="openvla",
+        prompt="openvla",
+        openvla_vocab_size=4000,
+        unnorm=select_unnorm_stats(_stats("x"), None),
+    )
     rng = np.random.default_rng(8)
     obs = [Observation(_image(rng), i) for i in INSTRUCTIONS]
     batched = pol.infer_batch(obs)

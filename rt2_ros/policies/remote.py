@@ -129,7 +129,9 @@ class RemotePolicy(Policy):
         from rt2_ros.serving.protocol import is_loopback
 
         if api_key and u.scheme == "ws" and not is_loopback(u.hostname):
-            log.warning("the API key goes to %s unencrypted (ws://); use wss:// (server --tls-cert) off this host", u.hostname)
+            log.warning(
+                "the API key goes to %s unencrypted (ws://); use wss:// (server --tls-cert) off this host", u.hostname
+            )
         self._ssl = ssl_module.create_default_context(cafile=ca_file) if u.scheme == "wss" else None
 
         fmt = self.action_cfg.format
@@ -208,7 +210,9 @@ class RemotePolicy(Policy):
                 ws.close_socket() if hasattr(ws, "close_socket") else ws.close()
             except Exception:  # noqa: BLE001 - already broken
                 pass
-        self.metadata = PolicyMetadata(**{**self.metadata.to_dict(), "extra": {**self.metadata.extra, "connected": False}})
+        self.metadata = PolicyMetadata(
+            **{**self.metadata.to_dict(), "extra": {**self.metadata.extra, "connected": False}}
+        )
 
     def _connect(self, deadline: float) -> None:
         from websockets.exceptions import InvalidStatus
@@ -238,11 +242,18 @@ class RemotePolicy(Policy):
         except InvalidStatus as e:
             code = e.response.status_code
             if code == 401:
-                raise self._fail(f"server {self.server_url} refused the API key (HTTP 401); check the key's "
-                                 "environment variable (policy.api_key_env)", reconnect=True, level=logging.ERROR) from None
+                raise self._fail(
+                    f"server {self.server_url} refused the API key (HTTP 401); check the key's "
+                    "environment variable (policy.api_key_env)",
+                    reconnect=True,
+                    level=logging.ERROR,
+                ) from None
             hint = " (Ray Serve answers a refused API key with 403)" if code == 403 else ""
-            raise self._fail(f"server {self.server_url} refused the connection (HTTP {code}){hint}",
-                             reconnect=True, level=logging.ERROR if code == 403 else logging.WARNING) from None
+            raise self._fail(
+                f"server {self.server_url} refused the connection (HTTP {code}){hint}",
+                reconnect=True,
+                level=logging.ERROR if code == 403 else logging.WARNING,
+            ) from None
         except TimeoutError:
             raise self._fail(f"connecting to {self.server_url} timed out", reconnect=True) from None
         except Exception as e:  # noqa: BLE001 - OSError, InvalidHandshake, ssl errors, ...
@@ -257,8 +268,12 @@ class RemotePolicy(Policy):
             raise self._fail(str(e), reconnect=True, level=logging.ERROR) from None
         self._backoff_s = self.backoff_initial_s
         self._timeouts_in_row = 0
-        log.info("connected to %s (model %s, server %s)", self.server_url, self.metadata.model_id,
-                 self.server_info.get("server_version"))
+        log.info(
+            "connected to %s (model %s, server %s)",
+            self.server_url,
+            self.metadata.model_id,
+            self.server_info.get("server_version"),
+        )
 
     def _accept_metadata(self, frame: Any) -> None:
         """Check the server's metadata frame against this robot's action configuration."""
@@ -273,7 +288,9 @@ class RemotePolicy(Policy):
             raise PolicyError("server metadata is missing")
         fmt = self.action_cfg.format
         if md.get("action_format") != fmt:
-            raise PolicyError(f"server model emits {md.get('action_format')!r} actions, this robot is configured for {fmt!r}")
+            raise PolicyError(
+                f"server model emits {md.get('action_format')!r} actions, this robot is configured for {fmt!r}"
+            )
         want_dim = 8 if fmt == "rt2" else 7
         if md.get("action_dim") not in (None, want_dim):
             raise PolicyError(f"server model emits {md.get('action_dim')} action tokens, {fmt} needs {want_dim}")
@@ -281,12 +298,15 @@ class RemotePolicy(Policy):
         if fmt == "rt2" and bounds:
             try:
                 same = np.allclose(bounds["low"], self.action_cfg.low, rtol=0, atol=1e-9) and np.allclose(
-                    bounds["high"], self.action_cfg.high, rtol=0, atol=1e-9)
+                    bounds["high"], self.action_cfg.high, rtol=0, atol=1e-9
+                )
             except (KeyError, TypeError, ValueError):
                 same = False
             if not same:
-                raise PolicyError(f"server action bounds {bounds} differ from this robot's action.low/high "
-                                  f"{self.action_cfg.low}/{self.action_cfg.high}; refusing to decode with either")
+                raise PolicyError(
+                    f"server action bounds {bounds} differ from this robot's action.low/high "
+                    f"{self.action_cfg.low}/{self.action_cfg.high}; refusing to decode with either"
+                )
         extra = md.get("extra") if isinstance(md.get("extra"), dict) else {}
         if fmt == "rt2" and "bins" in extra and extra["bins"] != self.action_cfg.bins:
             raise PolicyError(f"server uses {extra['bins']} bins, this robot {self.action_cfg.bins}")
@@ -302,11 +322,15 @@ class RemotePolicy(Policy):
                     raise PolicyError(f"server statistics invalid: {e}") from None
                 log.info("OpenVLA un-normalisation statistics %r from the server", md.get("unnorm_key"))
             if stats is None:
-                raise PolicyError("no OpenVLA un-normalisation statistics: set action.statistics_path or serve a "
-                                  "model with statistics")
+                raise PolicyError(
+                    "no OpenVLA un-normalisation statistics: set action.statistics_path or serve a "
+                    "model with statistics"
+                )
             vocab = int(extra.get("vocab_size", self.action_cfg.openvla_vocab_size))
             if vocab != self.action_cfg.openvla_vocab_size:
-                raise PolicyError(f"server vocab_size {vocab} != action.openvla_vocab_size {self.action_cfg.openvla_vocab_size}")
+                raise PolicyError(
+                    f"server vocab_size {vocab} != action.openvla_vocab_size {self.action_cfg.openvla_vocab_size}"
+                )
             self._openvla = OpenVLAActionTokenizer(vocab, stats)
         self.server_info = {"server_version": frame.get("server_version"), "batching": frame.get("batching")}
         self.limits = dict(frame.get("limits") or {})
@@ -317,7 +341,12 @@ class RemotePolicy(Policy):
             bounds=bounds if fmt == "rt2" else md.get("bounds"),
             unnorm_key=md.get("unnorm_key"),
             statistics=md.get("statistics"),
-            extra={**extra, "server_url": self.server_url, "server_version": frame.get("server_version"), "connected": True},
+            extra={
+                **extra,
+                "server_url": self.server_url,
+                "server_version": frame.get("server_version"),
+                "connected": True,
+            },
         )
 
     def _recv(self, deadline: float) -> Any:
@@ -335,7 +364,9 @@ class RemotePolicy(Policy):
         except ConnectionClosed as e:
             raise self._fail(f"connection to {self.server_url} lost ({e})", reconnect=True) from None
         except Exception as e:  # noqa: BLE001
-            raise self._fail(f"connection to {self.server_url} failed: {type(e).__name__}: {e}", reconnect=True) from None
+            raise self._fail(
+                f"connection to {self.server_url} failed: {type(e).__name__}: {e}", reconnect=True
+            ) from None
         try:
             return unpackb(msg)
         except ProtocolError as e:
@@ -387,15 +418,23 @@ class RemotePolicy(Policy):
                 for obs in observations:
                     rid = self._next_id
                     self._next_id += 1
-                    data = packb({"type": "infer", "id": rid, "image": np.ascontiguousarray(obs.image),
-                                  "instruction": obs.instruction})
+                    data = packb(
+                        {
+                            "type": "infer",
+                            "id": rid,
+                            "image": np.ascontiguousarray(obs.image),
+                            "instruction": obs.instruction,
+                        }
+                    )
                     sent_at[rid] = time.perf_counter()
                     self._ws.send(data)
                     ids.append(rid)
             except ConnectionClosed as e:
                 raise self._fail(f"connection to {self.server_url} lost ({e})", reconnect=True) from None
             except Exception as e:  # noqa: BLE001
-                raise self._fail(f"sending to {self.server_url} failed: {type(e).__name__}: {e}", reconnect=True) from None
+                raise self._fail(
+                    f"sending to {self.server_url} failed: {type(e).__name__}: {e}", reconnect=True
+                ) from None
 
             replies: dict[int, tuple[dict, float]] = {}
             wanted = set(ids)
@@ -405,8 +444,11 @@ class RemotePolicy(Policy):
                 except TimeoutError:
                     self._timeouts_in_row += 1
                     drop = self._timeouts_in_row >= RECONNECT_AFTER_TIMEOUTS
-                    raise self._fail(f"no reply from {self.server_url} within {self.timeout_s:.3f} s"
-                                     + ("; reconnecting" if drop else ""), reconnect=drop) from None
+                    raise self._fail(
+                        f"no reply from {self.server_url} within {self.timeout_s:.3f} s"
+                        + ("; reconnecting" if drop else ""),
+                        reconnect=drop,
+                    ) from None
                 t_rx = time.perf_counter()
                 rid = frame.get("id") if isinstance(frame, dict) else None
                 if not isinstance(frame, dict) or frame.get("type") not in ("result", "error"):
@@ -437,7 +479,7 @@ class RemotePolicy(Policy):
                 action = self._rt2.decode(text)
             else:
                 assert self._openvla is not None
-                tail = ids[-self._openvla.action_dim:] if len(ids) >= self._openvla.action_dim else ids
+                tail = ids[-self._openvla.action_dim :] if len(ids) >= self._openvla.action_dim else ids
                 action = self._openvla.decode(np.asarray(tail, dtype=np.int64), text=text)
         except ActionDecodeError as e:
             error = str(e)
@@ -465,14 +507,18 @@ class RemotePolicy(Policy):
             same = True
         else:
             try:
-                same = bool(server_action.get("terminate") == action.terminate
-                            and np.allclose(server_action.get("vector"), action.vector, rtol=0, atol=1e-9))
+                same = bool(
+                    server_action.get("terminate") == action.terminate
+                    and np.allclose(server_action.get("vector"), action.vector, rtol=0, atol=1e-9)
+                )
             except (AttributeError, TypeError, ValueError):
                 same = False
         if not same:
             self._mismatch_warned = True
-            log.warning("the server decodes model output differently from this robot (its action configuration "
-                        "differs); using this robot's decoding")
+            log.warning(
+                "the server decodes model output differently from this robot (its action configuration "
+                "differs); using this robot's decoding"
+            )
 
     def close(self) -> None:
         with self._lock:

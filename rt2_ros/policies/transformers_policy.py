@@ -199,12 +199,16 @@ class TransformersPolicy(Policy):
             self.openvla_codec = None
         else:
             if openvla_vocab_size is None:
-                raise ModelLoadError("action.format 'openvla' needs the un-padded vocabulary size (action.openvla_vocab_size)")
+                raise ModelLoadError(
+                    "action.format 'openvla' needs the un-padded vocabulary size (action.openvla_vocab_size)"
+                )
             if unnorm is None:
                 raise ModelLoadError("action.format 'openvla' needs action statistics (dataset_statistics.json)")
             unnorm_key, stats = unnorm
             try:
-                self.openvla_codec = OpenVLAActionTokenizer(int(openvla_vocab_size), stats, action_dim=stats.q01.shape[0])
+                self.openvla_codec = OpenVLAActionTokenizer(
+                    int(openvla_vocab_size), stats, action_dim=stats.q01.shape[0]
+                )
                 ids = openvla_action_ids(int(openvla_vocab_size), self.openvla_codec.n_bins)
             except ValueError as e:
                 raise ModelLoadError(str(e)) from None
@@ -523,7 +527,9 @@ class TransformersPolicy(Policy):
                 eos_token_id=self._eos_id,
                 use_cache=True,
             )
-            seqs = self.model.generate(**inputs, generation_config=gen_cfg, logits_processor=LogitsProcessorList([proc]))
+            seqs = self.model.generate(
+                **inputs, generation_config=gen_cfg, logits_processor=LogitsProcessorList([proc])
+            )
             _sync(self.device)
             t2 = _now()
             gen = seqs[:, prompt_len:].to("cpu").tolist()
@@ -545,7 +551,12 @@ class TransformersPolicy(Policy):
         try:
             if self.openvla_codec is not None:
                 text = " ".join(str(i) for i in action_ids)
-                return text, token_ids, self.openvla_codec.decode(np.asarray(action_ids, dtype=np.int64), text=text), None
+                return (
+                    text,
+                    token_ids,
+                    self.openvla_codec.decode(np.asarray(action_ids, dtype=np.int64), text=text),
+                    None,
+                )
             assert self.rt2_codec is not None
             missing = [i for i in action_ids if i not in self._id_to_value]
             if missing:
@@ -704,4 +715,3 @@ def _processor_image_size(processor: Any) -> tuple[int, int]:
     if isinstance(size, int):
         return size, size
     return 224, 224
-

@@ -203,7 +203,9 @@ class DynamicBatcher:
             if len(observations) == 1:
                 self._failed(e)
                 return [e if isinstance(e, (PolicyError, ValueError)) else PolicyError(f"{type(e).__name__}: {e}")]
-            log.warning("batched call of %d failed (%s: %s); running them one by one", len(observations), type(e).__name__, e)
+            log.warning(
+                "batched call of %d failed (%s: %s); running them one by one", len(observations), type(e).__name__, e
+            )
         out: list[PolicyResult | BaseException] = []
         ok = False
         for obs in observations:

@@ -84,7 +84,9 @@ class Limits:
         max_instruction_chars: longest instruction, characters.
     """
 
-    def __init__(self, max_request_bytes: int = 8 * 2**20, max_image_side: int = 2048, max_instruction_chars: int = 1000):
+    def __init__(
+        self, max_request_bytes: int = 8 * 2**20, max_image_side: int = 2048, max_instruction_chars: int = 1000
+    ):
         if max_request_bytes < 1024:
             raise ValueError(f"max_request_bytes must be >= 1024, got {max_request_bytes}")
         if max_image_side < 1 or max_instruction_chars < 1:
@@ -143,7 +145,9 @@ def _object_hook(obj: dict) -> Any:
         raise ProtocolError("bad_frame", f"bad array shape {shape[:10]!r}")
     n = math.prod(shape)
     if n * dt.itemsize != len(data):
-        raise ProtocolError("bad_frame", f"array data is {len(data)} bytes, shape {shape} x {dt} needs {n * dt.itemsize}")
+        raise ProtocolError(
+            "bad_frame", f"array data is {len(data)} bytes, shape {shape} x {dt} needs {n * dt.itemsize}"
+        )
     return np.frombuffer(data, dtype=dt).reshape(shape)
 
 
@@ -217,14 +221,21 @@ def parse_infer_request(frame: Any, limits: Limits) -> tuple[int, Observation]:
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3 or min(image.shape[:2]) < 1:
         raise ProtocolError("bad_image", f"image must be uint8 (H, W, 3), got {image.dtype} {tuple(image.shape)}")
     if max(image.shape[:2]) > limits.max_image_side:
-        raise ProtocolError("bad_image", f"image {image.shape[1]}x{image.shape[0]} exceeds {limits.max_image_side} px per side")
+        raise ProtocolError(
+            "bad_image", f"image {image.shape[1]}x{image.shape[0]} exceeds {limits.max_image_side} px per side"
+        )
     return rid, Observation(image=image, instruction=instruction)
 
 
 def _action_plain(a: Action | None) -> dict | None:
     if a is None:
         return None
-    return {"terminate": bool(a.terminate), "vector": a.vector.tolist(), "tokens": [int(t) for t in a.tokens], "plan": a.plan}
+    return {
+        "terminate": bool(a.terminate),
+        "vector": a.vector.tolist(),
+        "tokens": [int(t) for t in a.tokens],
+        "plan": a.plan,
+    }
 
 
 def result_frame(rid: int, result: PolicyResult, server_ms: float, batch_size: int) -> dict:
@@ -252,7 +263,9 @@ def error_frame(rid: int | None, code: str, message: str) -> dict:
     return {"type": "error", "id": rid, "code": code, "message": message[:1000]}
 
 
-def metadata_frame(metadata: Mapping[str, Any], server_version: str, limits: Limits, batching: Mapping[str, Any]) -> dict:
+def metadata_frame(
+    metadata: Mapping[str, Any], server_version: str, limits: Limits, batching: Mapping[str, Any]
+) -> dict:
     """The frame sent once on connect (action format, bounds, statistics key, model id, version)."""
     return {
         "type": "metadata",

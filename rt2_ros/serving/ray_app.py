@@ -64,8 +64,9 @@ def _namespace(args: dict[str, Any]) -> argparse.Namespace:
     return ns
 
 
-def make_deployment(serve_args: argparse.Namespace, *, num_replicas: int = 2, num_gpus: float = 0.0,
-                    num_cpus: float = 1.0):
+def make_deployment(
+    serve_args: argparse.Namespace, *, num_replicas: int = 2, num_gpus: float = 0.0, num_cpus: float = 1.0
+):
     """The Ray Serve application: ``num_replicas`` replicas of the inference service.
 
     Args:
@@ -196,11 +197,21 @@ def run(args: argparse.Namespace) -> int:
     ray.init(include_dashboard=False, ignore_reinit_error=True, log_to_driver=False)
     try:
         serve.start(http_options=http)
-        serve.run(make_deployment(args, num_replicas=args.ray_replicas, num_gpus=args.ray_gpus_per_replica,
-                                  num_cpus=args.ray_cpus_per_replica), name="rt2", route_prefix="/")
+        serve.run(
+            make_deployment(
+                args,
+                num_replicas=args.ray_replicas,
+                num_gpus=args.ray_gpus_per_replica,
+                num_cpus=args.ray_cpus_per_replica,
+            ),
+            name="rt2",
+            route_prefix="/",
+        )
         scheme = "wss" if args.tls_cert else "ws"
-        print(f"rt2-ros serve: listening on {scheme}://{args.host}:{args.port} "
-              f"(Ray Serve, {args.ray_replicas} replicas)", flush=True)
+        print(
+            f"rt2-ros serve: listening on {scheme}://{args.host}:{args.port} (Ray Serve, {args.ray_replicas} replicas)",
+            flush=True,
+        )
         stop = threading.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())

@@ -96,8 +96,14 @@ class PolicyServer:
         ssl: ssl_module.SSLContext | None = None,
         ping_interval_s: float = 10.0,
     ):
-        self.service = InferenceService(policy, api_key=api_key, max_batch_size=max_batch_size,
-                                        max_wait_ms=max_wait_ms, max_queue=max_queue, limits=limits)
+        self.service = InferenceService(
+            policy,
+            api_key=api_key,
+            max_batch_size=max_batch_size,
+            max_wait_ms=max_wait_ms,
+            max_queue=max_queue,
+            limits=limits,
+        )
         self.policy = policy
         self.host = host
         self._port = int(port)
@@ -144,9 +150,14 @@ class PolicyServer:
             compression=None,  # camera images do not deflate well; saves CPU on both ends
             server_header=f"rt2_ros/{rt2_ros.__version__}",
         )
-        log.info("serving %s on %s (auth %s, batch <= %d, wait <= %.1f ms)", self.policy.metadata.model_id, self.url,
-                 "on" if self.service.auth_required else "OFF", self.batcher.max_batch_size,
-                 self.batcher.max_wait_s * 1e3)
+        log.info(
+            "serving %s on %s (auth %s, batch <= %d, wait <= %.1f ms)",
+            self.policy.metadata.model_id,
+            self.url,
+            "on" if self.service.auth_required else "OFF",
+            self.batcher.max_batch_size,
+            self.batcher.max_wait_s * 1e3,
+        )
 
     async def stop(self) -> None:
         """Close all connections and stop the batcher."""
@@ -202,8 +213,11 @@ class PolicyServer:
                 await ws.send(reply)
         except ConnectionClosed as e:
             if (e.rcvd is not None and e.rcvd.code == 1009) or (e.sent is not None and e.sent.code == 1009):
-                log.warning("client %s sent a frame over %d bytes; connection closed (1009)", peer,
-                            self.limits.max_request_bytes)
+                log.warning(
+                    "client %s sent a frame over %d bytes; connection closed (1009)",
+                    peer,
+                    self.limits.max_request_bytes,
+                )
         finally:
             self.service.client_disconnected()
             log.info("client %s disconnected (%d now)", peer, self.service.clients)

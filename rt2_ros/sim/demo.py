@@ -52,10 +52,16 @@ DEFAULT_INSTRUCTIONS = [
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Arguments of ``rt2-ros demo``."""
     p.add_argument("--episodes", type=int, default=5, help="episodes per policy (default 5)")
-    p.add_argument("--policies", default="scripted,vla",
-                   help="comma-separated: scripted (the sim's expert), vla (the test model) (default both)")
-    p.add_argument("--model", default="out/models/tiny",
-                   help="test model directory for the vla policy (rt2-ros make-test-model; default out/models/tiny)")
+    p.add_argument(
+        "--policies",
+        default="scripted,vla",
+        help="comma-separated: scripted (the sim's expert), vla (the test model) (default both)",
+    )
+    p.add_argument(
+        "--model",
+        default="out/models/tiny",
+        help="test model directory for the vla policy (rt2-ros make-test-model; default out/models/tiny)",
+    )
     p.add_argument("--vla-episodes", type=int, default=None, help="episodes of the vla policy (default --episodes)")
     p.add_argument("--vla-max-steps", type=int, default=20, help="step limit of vla episodes (default 20)")
     p.add_argument("--seed", type=int, default=0, help="seed of the first layout (default 0)")
@@ -66,9 +72,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default=None, help="rt2 parameters file (default config/rt2.yaml)")
     p.add_argument("--sim-config", default=None, help="simulation parameters file (default config/sim.yaml)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--attach", action="store_true",
-                   help="drive an rt2_sim and rt2_node that are already running on this ROS_DOMAIN_ID "
-                        "(launch/sim.launch.py) instead of starting them; --policies names the one running")
+    p.add_argument(
+        "--attach",
+        action="store_true",
+        help="drive an rt2_sim and rt2_node that are already running on this ROS_DOMAIN_ID "
+        "(launch/sim.launch.py) instead of starting them; --policies names the one running",
+    )
 
 
 class NodeProcess:
@@ -85,8 +94,9 @@ class NodeProcess:
         self.name, self.cmd, self.log_path = name, cmd, log_path
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(log_path, "w")
-        self.proc = subprocess.Popen(cmd, env=env, stdout=self._log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, start_new_session=True)
+        self.proc = subprocess.Popen(
+            cmd, env=env, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -155,9 +165,14 @@ def _policy_overrides(policy: str, args: argparse.Namespace) -> dict[str, Any]:
         # Its random rotations would also twist the wrist into a singularity within a few
         # seconds, where Servo halts and the node ends the episode as a fault (the right
         # reaction on a robot). An untrusted policy gets a tight envelope: 0.1 rad/s.
-        return {**policy_overrides(model), "control.max_steps": steps, "control.terminate_debounce": steps + 1,
-                "safety.max_angular_speed_axis_radps": 0.1, "safety.max_angular_speed_radps": 0.1,
-                "policy.num_threads": 1}
+        return {
+            **policy_overrides(model),
+            "control.max_steps": steps,
+            "control.terminate_debounce": steps + 1,
+            "safety.max_angular_speed_axis_radps": 0.1,
+            "safety.max_angular_speed_radps": 0.1,
+            "policy.num_threads": 1,
+        }
     raise ValueError(f"unknown policy {policy!r} (scripted | vla)")
 
 
@@ -176,8 +191,12 @@ def _episodes(driver, policy: str, n: int, instructions: list[str], max_steps, a
             limit = f"/{max_steps}" if max_steps else ""
             try:
                 rec = driver.run_episode(
-                    ins, policy, timeout_s=120.0, record_name=f"{policy}_ep{k + 1:02d}",
-                    on_progress=lambda s, ins=ins: bar.set_postfix_str(f"{ins} | step {s}{limit}", refresh=True))
+                    ins,
+                    policy,
+                    timeout_s=120.0,
+                    record_name=f"{policy}_ep{k + 1:02d}",
+                    on_progress=lambda s, ins=ins: bar.set_postfix_str(f"{ins} | step {s}{limit}", refresh=True),
+                )
             except (EpisodeTimeout, TimeoutError, RuntimeError) as e:
                 clean = False
                 tqdm.write(f"episode {k + 1} ({policy}) failed: {e}")
@@ -239,13 +258,20 @@ def run(args: argparse.Namespace) -> int:
     logs = out / "logs"
     env = _child_env(domain)
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-    print(f"rt2_ros demo: {', '.join(f'{n_of(p)} x {p}' for p in policies)} episodes on ROS_DOMAIN_ID={domain}; "
-          f"output in {out}/", flush=True)
+    print(
+        f"rt2_ros demo: {', '.join(f'{n_of(p)} x {p}' for p in policies)} episodes on ROS_DOMAIN_ID={domain}; "
+        f"output in {out}/",
+        flush=True,
+    )
 
     from rt2_ros.sim.driver_node import DemoDriver
 
-    sim = NodeProcess("rt2_sim", [sys.executable, "-m", "rt2_ros.sim.sim_node",
-                                  *_ros_args("rt2_sim", [sim_yaml], {"seed": args.seed})], env, logs / "sim.log")
+    sim = NodeProcess(
+        "rt2_sim",
+        [sys.executable, "-m", "rt2_ros.sim.sim_node", *_ros_args("rt2_sim", [sim_yaml], {"seed": args.seed})],
+        env,
+        logs / "sim.log",
+    )
     driver = None
     records: list = []
     clean = True
@@ -254,9 +280,12 @@ def run(args: argparse.Namespace) -> int:
         driver = DemoDriver(domain, record_dir=record_dir)
         driver.wait_ready(60.0, need_rt2_node=False)
         for policy in policies:
-            node = NodeProcess(f"rt2_node ({policy})", [sys.executable, "-m", "rt2_ros.node",
-                                                         *_ros_args("rt2_node", [rt2_yaml, sim_yaml], overrides[policy])],
-                               env, logs / f"rt2_node_{policy}.log")
+            node = NodeProcess(
+                f"rt2_node ({policy})",
+                [sys.executable, "-m", "rt2_ros.node", *_ros_args("rt2_node", [rt2_yaml, sim_yaml], overrides[policy])],
+                env,
+                logs / f"rt2_node_{policy}.log",
+            )
             try:
                 try:
                     driver.wait_ready(120.0)
@@ -280,8 +309,13 @@ def run(args: argparse.Namespace) -> int:
         if driver is not None:
             driver.close()
         sim.stop()
-    meta = {"domain_id": domain, "policies": policies, "episodes": {p: n_of(p) for p in policies}, "seed": args.seed,
-            "total_wall_s": round(time.monotonic() - t_start, 1)}
+    meta = {
+        "domain_id": domain,
+        "policies": policies,
+        "episodes": {p: n_of(p) for p in policies},
+        "seed": args.seed,
+        "total_wall_s": round(time.monotonic() - t_start, 1),
+    }
     return _finish(records, out, meta, driver, clean)
 
 
@@ -294,8 +328,10 @@ def _run_attached(args, policies, instructions, out, record_dir, n_of) -> int:
         return 2
     policy = policies[0]
     domain = args.domain_id if args.domain_id is not None else int(os.environ.get("ROS_DOMAIN_ID") or 0)
-    print(f"rt2_ros demo (attached): {n_of(policy)} x {policy} episodes on ROS_DOMAIN_ID={domain}; output in {out}/",
-          flush=True)
+    print(
+        f"rt2_ros demo (attached): {n_of(policy)} x {policy} episodes on ROS_DOMAIN_ID={domain}; output in {out}/",
+        flush=True,
+    )
     driver = None
     records: list = []
     clean = True
@@ -312,8 +348,13 @@ def _run_attached(args, policies, instructions, out, record_dir, n_of) -> int:
     finally:
         if driver is not None:
             driver.close()
-    meta = {"domain_id": domain, "policies": policies, "episodes": {policy: n_of(policy)}, "attached": True,
-            "total_wall_s": round(time.monotonic() - t_start, 1)}
+    meta = {
+        "domain_id": domain,
+        "policies": policies,
+        "episodes": {policy: n_of(policy)},
+        "attached": True,
+        "total_wall_s": round(time.monotonic() - t_start, 1),
+    }
     return _finish(records, out, meta, driver, clean)
 
 

@@ -92,8 +92,13 @@ class DemoDriver:
         self.reset_client = n.create_client(Trigger, "/rt2/reset")
         if self.record_dir is not None:
             for topic, datatype, sensor in RECORD_TOPICS:
-                n.create_subscription(_msg_class(datatype), topic, self._make_raw_cb(topic),
-                                      qos_profile_sensor_data if sensor else 50, raw=True)
+                n.create_subscription(
+                    _msg_class(datatype),
+                    topic,
+                    self._make_raw_cb(topic),
+                    qos_profile_sensor_data if sensor else 50,
+                    raw=True,
+                )
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._spin, name="rt2_demo_spin", daemon=True)
         self._thread.start()
@@ -124,6 +129,7 @@ class DemoDriver:
             rec = self._recorder
             if rec is not None:
                 rec.write(topic, data)
+
         return cb
 
     def _on_episode(self, msg) -> None:
@@ -237,8 +243,12 @@ class DemoDriver:
             self._recorder = r
         t0 = time.monotonic()
         self.instr_pub.publish(String(data=instruction))
-        started = lambda: any(m.state == 1 and m.instruction == instruction.strip()  # noqa: E731
-                              for m in self._episodes[n_ep:])
+        started = (
+            lambda: any(
+                m.state == 1 and m.instruction == instruction.strip()  # noqa: E731
+                for m in self._episodes[n_ep:]
+            )
+        )
         if not self._wait(started, 10.0):
             self._finish_collect()
             raise EpisodeTimeout(f"the episode for {instruction!r} did not start within 10 s")

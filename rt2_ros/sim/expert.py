@@ -263,7 +263,11 @@ class ScriptedExpertPolicy(Policy):
         self._phase_steps += 1
         hand = np.asarray(gt["ee"]["position"], dtype=np.float64)
         R_hand = Rotation.from_quat(gt["ee"]["orientation_xyzw"])
-        tcp = np.asarray(gt["tcp"]["position"], dtype=np.float64) if "tcp" in gt else hand + R_hand.apply([0, 0, TCP_OFFSET_M])
+        tcp = (
+            np.asarray(gt["tcp"]["position"], dtype=np.float64)
+            if "tcp" in gt
+            else hand + R_hand.apply([0, 0, TCP_OFFSET_M])
+        )
         b = gt["blocks"][task.color]
         block = np.asarray(b["position"], dtype=np.float64)
         half = float(b["size_m"]) / 2
@@ -272,13 +276,22 @@ class ScriptedExpertPolicy(Policy):
         opening = float(gt.get("gripper", {}).get("opening_m", 0.08))
         done = check_task(task, gt, self._start_gt)
         if task.kind == "pick":
-            return self._plan_pick(task, tcp, R_hand, block, half, table_z, block_yaw, opening, done.success, done.value)
+            return self._plan_pick(
+                task, tcp, R_hand, block, half, table_z, block_yaw, opening, done.success, done.value
+            )
         if task.kind == "push":
             return self._plan_push(task, tcp, R_hand, block, half, table_z, done.success, done.value)
         return self._plan_reach(tcp, R_hand, block, half, block_yaw, done.success, done.value)
 
-    def _motion(self, tcp: np.ndarray, target: np.ndarray, R_hand: Rotation, yaw: float | None,
-                gripper: float, max_step: float | None = None) -> np.ndarray:
+    def _motion(
+        self,
+        tcp: np.ndarray,
+        target: np.ndarray,
+        R_hand: Rotation,
+        yaw: float | None,
+        gripper: float,
+        max_step: float | None = None,
+    ) -> np.ndarray:
         """7 action values moving the TCP towards ``target`` and the hand towards
         pointing down with ``yaw`` (None: keep the current yaw)."""
         prm = self.params
@@ -330,8 +343,12 @@ class ScriptedExpertPolicy(Policy):
             if abs(target[2] - tcp[2]) < 0.006 and float(np.linalg.norm(target[:2] - tcp[:2])) < 0.008:
                 self._set_phase(Phase.CLOSE)
             else:
-                return _Plan(self._motion(tcp, target, R_hand, yaw, 1.0, max_step=prm.descend_step_m), False,
-                             Phase.DESCEND, "descend")
+                return _Plan(
+                    self._motion(tcp, target, R_hand, yaw, 1.0, max_step=prm.descend_step_m),
+                    False,
+                    Phase.DESCEND,
+                    "descend",
+                )
         if self._phase is Phase.CLOSE:
             settled = self._last_opening is not None and abs(self._last_opening - opening) < 0.001
             self._last_opening = opening
@@ -366,7 +383,12 @@ class ScriptedExpertPolicy(Policy):
             if abs(target[2] - tcp[2]) < 0.008:
                 self._set_phase(Phase.PUSH)
             else:
-                return _Plan(self._motion(tcp, target, R_hand, yaw, 0.0, max_step=prm.descend_step_m), False, Phase.DESCEND, "descend")
+                return _Plan(
+                    self._motion(tcp, target, R_hand, yaw, 0.0, max_step=prm.descend_step_m),
+                    False,
+                    Phase.DESCEND,
+                    "descend",
+                )
         # Push: drive the TCP through the block's centre line along u, correcting sideways.
         lateral = (block - tcp) - u * float(np.dot(block - tcp, u))
         target = tcp + u * prm.max_step_m + lateral
@@ -391,5 +413,6 @@ class ScriptedExpertPolicy(Policy):
                 self._set_phase(Phase.DESCEND)
             else:
                 return _Plan(self._motion(tcp, hover, R_hand, None, 0.0), False, Phase.APPROACH, "approach")
-        return _Plan(self._motion(tcp, top, R_hand, None, 0.0, max_step=prm.descend_step_m), False, Phase.DESCEND,
-                     "descend")
+        return _Plan(
+            self._motion(tcp, top, R_hand, None, 0.0, max_step=prm.descend_step_m), False, Phase.DESCEND, "descend"
+        )

@@ -19,8 +19,21 @@ from typing import BinaryIO
 __all__ = ["message_definition", "McapRecorder", "PRIMITIVES"]
 
 PRIMITIVES = {
-    "bool", "byte", "char", "float32", "float64", "int8", "uint8", "int16", "uint16", "int32", "uint32",
-    "int64", "uint64", "string", "wstring",
+    "bool",
+    "byte",
+    "char",
+    "float32",
+    "float64",
+    "int8",
+    "uint8",
+    "int16",
+    "uint16",
+    "int32",
+    "uint32",
+    "int64",
+    "uint64",
+    "string",
+    "wstring",
 }
 _SEP = "=" * 80
 
@@ -123,12 +136,16 @@ class McapRecorder:
                 return
             if datatype not in self._schemas:
                 self._schemas[datatype] = self._writer.register_schema(
-                    name=datatype, encoding="ros2msg", data=message_definition(datatype).encode())
+                    name=datatype, encoding="ros2msg", data=message_definition(datatype).encode()
+                )
             self._channels[topic] = self._writer.register_channel(
-                topic=topic, message_encoding="cdr", schema_id=self._schemas[datatype])
+                topic=topic, message_encoding="cdr", schema_id=self._schemas[datatype]
+            )
             self._seq[topic] = 0
 
-    def write(self, topic: str, data: bytes, log_time_ns: int | None = None, publish_time_ns: int | None = None) -> None:
+    def write(
+        self, topic: str, data: bytes, log_time_ns: int | None = None, publish_time_ns: int | None = None
+    ) -> None:
         """Append one CDR-serialised message on a registered topic (ignored after :meth:`close`).
 
         Raises:
@@ -140,9 +157,13 @@ class McapRecorder:
                 return
             ch = self._channels[topic]
             self._seq[topic] += 1
-            self._writer.add_message(ch, log_time=now, data=bytes(data),
-                                     publish_time=now if publish_time_ns is None else int(publish_time_ns),
-                                     sequence=self._seq[topic])
+            self._writer.add_message(
+                ch,
+                log_time=now,
+                data=bytes(data),
+                publish_time=now if publish_time_ns is None else int(publish_time_ns),
+                sequence=self._seq[topic],
+            )
             self.count += 1
 
     def close(self) -> Path:

@@ -90,14 +90,32 @@ class EpisodeRecord:
         }
 
 
-_COLUMNS = [("#", 3), ("policy", 9), ("instruction", 30), ("seed", 4), ("steps", 5), ("end", 10),
-            ("success", 7), ("wall s", 6), ("latency ms", 10)]
+_COLUMNS = [
+    ("#", 3),
+    ("policy", 9),
+    ("instruction", 30),
+    ("seed", 4),
+    ("steps", 5),
+    ("end", 10),
+    ("success", 7),
+    ("wall s", 6),
+    ("latency ms", 10),
+]
 
 
 def _row(i: int, r: EpisodeRecord) -> list[str]:
     lat = r.mean_latency_ms
-    return [str(i), r.backend, r.instruction, str(r.seed), str(r.steps), r.reason or r.error[:10] or "-",
-            "yes" if r.success else "no", f"{r.wall_s:.1f}", "-" if math.isnan(lat) else f"{lat:.1f}"]
+    return [
+        str(i),
+        r.backend,
+        r.instruction,
+        str(r.seed),
+        str(r.steps),
+        r.reason or r.error[:10] or "-",
+        "yes" if r.success else "no",
+        f"{r.wall_s:.1f}",
+        "-" if math.isnan(lat) else f"{lat:.1f}",
+    ]
 
 
 def format_table(records: Sequence[EpisodeRecord], markdown: bool = False) -> str:
@@ -129,17 +147,29 @@ def summary_line(records: Sequence[EpisodeRecord]) -> str:
     return "\n".join(out)
 
 
-def write_reports(records: Sequence[EpisodeRecord], out_dir: str | Path, meta: dict[str, Any] | None = None) -> dict[str, Path]:
+def write_reports(
+    records: Sequence[EpisodeRecord], out_dir: str | Path, meta: dict[str, Any] | None = None
+) -> dict[str, Path]:
     """Write ``report.md`` (table + summary), ``report.json`` (rows + ``meta``),
     ``contact_sheet.png`` and ``trajectories.png`` into ``out_dir``; returns their paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"report_md": out / "report.md", "report_json": out / "report.json",
-             "contact_sheet": out / "contact_sheet.png", "trajectories": out / "trajectories.png"}
+    paths = {
+        "report_md": out / "report.md",
+        "report_json": out / "report.json",
+        "contact_sheet": out / "contact_sheet.png",
+        "trajectories": out / "trajectories.png",
+    }
     paths["report_md"].write_text(
-        "# rt2_ros closed-loop demo\n\n" + format_table(records, markdown=True) + "\n\n"
-        + summary_line(records).replace("\n", "  \n") + "\n")
-    paths["report_json"].write_text(json.dumps({"meta": meta or {}, "episodes": [r.summary() for r in records]}, indent=2))
+        "# rt2_ros closed-loop demo\n\n"
+        + format_table(records, markdown=True)
+        + "\n\n"
+        + summary_line(records).replace("\n", "  \n")
+        + "\n"
+    )
+    paths["report_json"].write_text(
+        json.dumps({"meta": meta or {}, "episodes": [r.summary() for r in records]}, indent=2)
+    )
     contact_sheet(records).save(paths["contact_sheet"])
     trajectory_plot(records, paths["trajectories"])
     return paths
@@ -181,15 +211,23 @@ def contact_sheet(records: Sequence[EpisodeRecord], label_width: int = 300, tile
         y = head + i * (size + pad)
         ok = r.success
         d.rectangle([pad, y, label_width - pad, y + size], fill=(226, 244, 226) if ok else (248, 228, 228))
-        lines = [f"#{i + 1}  {r.backend}  (seed {r.seed})", *_wrap_text(r.instruction, 30),
-                 f"{r.steps} steps, ended: {r.reason or r.error or '?'}",
-                 "SUCCESS" if ok else "no success", r.detail[:36]]
+        lines = [
+            f"#{i + 1}  {r.backend}  (seed {r.seed})",
+            *_wrap_text(r.instruction, 30),
+            f"{r.steps} steps, ended: {r.reason or r.error or '?'}",
+            "SUCCESS" if ok else "no success",
+            r.detail[:36],
+        ]
         lat = r.mean_latency_ms
         if not math.isnan(lat):
             lines.append(f"latency {lat:.1f} ms/step, {r.wall_s:.1f} s")
         for j, line in enumerate(lines):
-            d.text((pad + 8, y + 8 + j * 19), line, fill=(20, 90, 20) if (line == "SUCCESS") else (30, 30, 30),
-                   font=font if j < 1 + len(_wrap_text(r.instruction, 30)) else small)
+            d.text(
+                (pad + 8, y + 8 + j * 19),
+                line,
+                fill=(20, 90, 20) if (line == "SUCCESS") else (30, 30, 30),
+                font=font if j < 1 + len(_wrap_text(r.instruction, 30)) else small,
+            )
         for k, f in enumerate(_pick_frames(r.frames)):
             x = label_width + pad + k * (size + pad)
             if f is None:
@@ -221,8 +259,9 @@ def trajectory_plot(records: Sequence[EpisodeRecord], path: str | Path, ncols: i
     n = max(len(records), 1)
     ncols = min(ncols, n)
     nrows = math.ceil(n / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.1 * ncols + 0.8, 3.3 * nrows + 0.5), squeeze=False,
-                             layout="constrained")
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(3.1 * ncols + 0.8, 3.3 * nrows + 0.5), squeeze=False, layout="constrained"
+    )
     norm = plt.Normalize(0.0, 0.45)
     cmap = plt.get_cmap("viridis")
     lc = None
@@ -235,7 +274,9 @@ def trajectory_plot(records: Sequence[EpisodeRecord], path: str | Path, ncols: i
             rgba = COLORS.get(c, (0.5, 0.5, 0.5, 1))
             ax.scatter([p[0]], [p[1]], marker="s", s=90, color=rgba, zorder=3)
             if c == r.target_color:
-                ax.scatter([p[0]], [p[1]], marker="o", s=420, facecolors="none", edgecolors="k", linewidths=1.2, zorder=4)
+                ax.scatter(
+                    [p[0]], [p[1]], marker="o", s=420, facecolors="none", edgecolors="k", linewidths=1.2, zorder=4
+                )
         for c, p in r.final_blocks.items():
             rgba = COLORS.get(c, (0.5, 0.5, 0.5, 1))
             ax.scatter([p[0]], [p[1]], marker="s", s=90, facecolors="none", edgecolors=[rgba], linewidths=1.5, zorder=3)
@@ -262,15 +303,19 @@ def trajectory_plot(records: Sequence[EpisodeRecord], path: str | Path, ncols: i
         ax.set_aspect("equal")
         ax.grid(True, lw=0.3)
         ok = "OK" if r.success else "no"
-        ax.set_title(f"#{i + 1} {r.backend}: {r.instruction}\n{r.steps} steps, {r.reason or r.error}, success {ok}",
-                     fontsize=7.5)
+        ax.set_title(
+            f"#{i + 1} {r.backend}: {r.instruction}\n{r.steps} steps, {r.reason or r.error}, success {ok}", fontsize=7.5
+        )
         ax.tick_params(labelsize=6)
         if i % ncols == 0:
             ax.set_ylabel("y [m]", fontsize=7)
         if i // ncols == nrows - 1:
             ax.set_xlabel("x [m]", fontsize=7)
-    fig.suptitle("TCP paths, top view (panda_link0, x forward, y left); filled squares: blocks at start, "
-                 "outlines: at end; ring: named block; ^ start, x end; inset: TCP height", fontsize=8.5)
+    fig.suptitle(
+        "TCP paths, top view (panda_link0, x forward, y left); filled squares: blocks at start, "
+        "outlines: at end; ring: named block; ^ start, x end; inset: TCP height",
+        fontsize=8.5,
+    )
     if lc is not None:
         cb = fig.colorbar(lc, ax=axes, shrink=0.6, pad=0.01)
         cb.set_label("TCP height z [m]", fontsize=7)

@@ -85,7 +85,9 @@ class SceneConfig:
         if unknown or not self.colors or len(set(self.colors)) != len(self.colors):
             raise ValueError(f"colors must be distinct names from {list(COLORS)}, got {list(self.colors)}")
         if not 0.01 <= self.block_size_m <= 0.07:
-            raise ValueError(f"block_size_m must be in [0.01, 0.07] m (gripper opens to 0.08 m), got {self.block_size_m}")
+            raise ValueError(
+                f"block_size_m must be in [0.01, 0.07] m (gripper opens to 0.08 m), got {self.block_size_m}"
+            )
         if self.image_width < 16 or self.image_height < 16:
             raise ValueError("image size must be at least 16x16 pixels")
         if len(self.home_joints_rad) != 7:
@@ -174,7 +176,9 @@ class Scene:
         self.upper = np.array([i[9] for i in infos])
         self.max_velocity = np.array([i[11] for i in infos])
         # All movable joints, in PyBullet's order (calculateJacobian wants them all).
-        self._movable = [j for j in range(p.getNumJoints(self.arm, **pc)) if p.getJointInfo(self.arm, j, **pc)[2] != p.JOINT_FIXED]
+        self._movable = [
+            j for j in range(p.getNumJoints(self.arm, **pc)) if p.getJointInfo(self.arm, j, **pc)[2] != p.JOINT_FIXED
+        ]
         for j in self._movable:
             p.changeDynamics(self.arm, j, linearDamping=0, angularDamping=0, **pc)
         self._target_q = np.asarray(self.cfg.home_joints_rad, dtype=np.float64)
@@ -189,8 +193,9 @@ class Scene:
         for c in self.cfg.colors:
             vis = p.createVisualShape(p.GEOM_BOX, halfExtents=[size / 2] * 3, rgbaColor=COLORS[c], **pc)
             b = p.createMultiBody(self.cfg.block_mass_kg, col, vis, [0, 0, -1], **pc)
-            p.changeDynamics(b, -1, lateralFriction=self.cfg.block_friction, spinningFriction=0.002,
-                             rollingFriction=0.0001, **pc)
+            p.changeDynamics(
+                b, -1, lateralFriction=self.cfg.block_friction, spinningFriction=0.002, rollingFriction=0.0001, **pc
+            )
             self.blocks[c] = b
 
         w, h = self.cfg.image_width, self.cfg.image_height
@@ -256,14 +261,19 @@ class Scene:
             qd_cmd = self._target_qd * (remaining > 0) + self.cfg.arm_position_gain * (q_ref - q)
             qd_cmd = np.clip(qd_cmd, -self.max_velocity, self.max_velocity)
             p.setJointMotorControlArray(
-                self.arm, self.arm_ids, p.VELOCITY_CONTROL, targetVelocities=qd_cmd.tolist(),
-                forces=list(_ARM_EFFORT_NM), **pc,
+                self.arm,
+                self.arm_ids,
+                p.VELOCITY_CONTROL,
+                targetVelocities=qd_cmd.tolist(),
+                forces=list(_ARM_EFFORT_NM),
+                **pc,
             )
             p.stepSimulation(**pc)
             self.time_s += self.dt
 
-    def set_arm_targets(self, positions: np.ndarray, velocities: np.ndarray | None = None,
-                        duration_s: float = 0.0) -> None:
+    def set_arm_targets(
+        self, positions: np.ndarray, velocities: np.ndarray | None = None, duration_s: float = 0.0
+    ) -> None:
         """Joint position targets (rad, ``(7,)``, clipped to the joint limits) to reach in
         ``duration_s`` seconds moving at ``velocities`` (rad/s; None = zero: go there and hold).
         """
@@ -295,8 +305,13 @@ class Scene:
         self.gripper_command = float(min(max(command, 0.0), 1.0))
         target = self.gripper_command * _FINGER_MAX_M
         self.p.setJointMotorControlArray(
-            self.arm, self.finger_ids, self.p.POSITION_CONTROL, targetPositions=[target, target],
-            forces=[self.cfg.finger_force_n] * 2, positionGains=[0.05, 0.05], **self._pc,
+            self.arm,
+            self.finger_ids,
+            self.p.POSITION_CONTROL,
+            targetPositions=[target, target],
+            forces=[self.cfg.finger_force_n] * 2,
+            positionGains=[0.05, 0.05],
+            **self._pc,
         )
 
     # -- state ---------------------------------------------------------------------------------
@@ -397,8 +412,14 @@ class Scene:
         """Render the camera: ``uint8 (H, W, 3)`` RGB (TinyRenderer, CPU)."""
         w, h = self.cfg.image_width, self.cfg.image_height
         _, _, rgba, _, _ = self.p.getCameraImage(
-            w, h, self._view, self._proj, renderer=self.p.ER_TINY_RENDERER, shadow=int(self.cfg.shadows),
-            lightDirection=[0.6, 0.4, 1.0], **self._pc,
+            w,
+            h,
+            self._view,
+            self._proj,
+            renderer=self.p.ER_TINY_RENDERER,
+            shadow=int(self.cfg.shadows),
+            lightDirection=[0.6, 0.4, 1.0],
+            **self._pc,
         )
         img = np.asarray(rgba, dtype=np.uint8).reshape(h, w, 4)
         return np.ascontiguousarray(img[:, :, :3])

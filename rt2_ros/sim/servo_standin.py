@@ -275,7 +275,9 @@ class ServoStandin:
             linear, angular: 3 values each, m/s and rad/s (speed_units).
             stamp_s: ``header.stamp`` in seconds on the node clock.
         """
-        v = np.concatenate([np.asarray(linear, dtype=np.float64).reshape(3), np.asarray(angular, dtype=np.float64).reshape(3)])
+        v = np.concatenate(
+            [np.asarray(linear, dtype=np.float64).reshape(3), np.asarray(angular, dtype=np.float64).reshape(3)]
+        )
         self._latest = _Twist(str(frame_id), v, float(stamp_s))
         self._new_twist = True
 
@@ -292,7 +294,9 @@ class ServoStandin:
             self._new_twist = False
             self.dropped_untyped += 1
             if self.dropped_untyped in (1, 10) or self.dropped_untyped % 100 == 0:
-                log.warning("Command type has not been set, cannot accept input (%d twists dropped)", self.dropped_untyped)
+                log.warning(
+                    "Command type has not been set, cannot accept input (%d twists dropped)", self.dropped_untyped
+                )
         if out is None:
             return ServoOutput(None, None, self.status, STATUS_MESSAGE[self.status])
         if out.positions is not None and self.status is not StatusCode.INVALID:
@@ -394,8 +398,11 @@ class ServoStandin:
         lo, hi = p.lower_singularity_threshold, p.hard_stop_singularity_threshold
         upper = hi if approaching else lo + (hi - lo) * p.leaving_singularity_threshold_multiplier
         if lo < cond < hi:
-            code = (StatusCode.DECELERATE_FOR_APPROACHING_SINGULARITY if approaching
-                    else StatusCode.DECELERATE_FOR_LEAVING_SINGULARITY)
+            code = (
+                StatusCode.DECELERATE_FOR_APPROACHING_SINGULARITY
+                if approaching
+                else StatusCode.DECELERATE_FOR_LEAVING_SINGULARITY
+            )
             return 1.0 - (cond - lo) / (upper - lo), code
         if cond >= hi:
             return 0.0, StatusCode.HALT_FOR_SINGULARITY

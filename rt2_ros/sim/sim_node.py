@@ -157,7 +157,9 @@ class SimNode(Node):
     def scene_config(self) -> SceneConfig:
         p = self.p
         return SceneConfig(
-            colors=tuple(p["blocks"]), image_width=int(p["camera.width"]), image_height=int(p["camera.height"]),
+            colors=tuple(p["blocks"]),
+            image_width=int(p["camera.width"]),
+            image_height=int(p["camera.height"]),
             shadows=bool(p["camera.shadows"]),
         )
 
@@ -187,14 +189,18 @@ class ServoNode(Node):
         super().__init__(name, namespace=namespace, **kwargs)
         for n, default in self.PARAMS.items():
             self.declare_parameter(n, default)
-        self.p = {n[len("moveit_servo."):]: self.get_parameter(n).value for n in self.PARAMS}
+        self.p = {n[len("moveit_servo.") :]: self.get_parameter(n).value for n in self.PARAMS}
 
     def servo_params(self) -> ServoParams:
         p = self.p
         return ServoParams(
-            planning_frame=p["planning_frame"], ee_frame=p["ee_frame"], publish_period_s=float(p["publish_period"]),
-            incoming_command_timeout_s=float(p["incoming_command_timeout"]), command_in_type=p["command_in_type"],
-            scale_linear_mps=float(p["scale.linear"]), scale_rotational_radps=float(p["scale.rotational"]),
+            planning_frame=p["planning_frame"],
+            ee_frame=p["ee_frame"],
+            publish_period_s=float(p["publish_period"]),
+            incoming_command_timeout_s=float(p["incoming_command_timeout"]),
+            command_in_type=p["command_in_type"],
+            scale_linear_mps=float(p["scale.linear"]),
+            scale_rotational_radps=float(p["scale.rotational"]),
             lower_singularity_threshold=float(p["lower_singularity_threshold"]),
             hard_stop_singularity_threshold=float(p["hard_stop_singularity_threshold"]),
             leaving_singularity_threshold_multiplier=float(p["leaving_singularity_threshold_multiplier"]),
@@ -258,7 +264,8 @@ class SimRunner:
         self.log.info(
             f"rt2_sim: seed {self.world.seed}, Servo tick {self.world.tick_s * 1e3:.1f} ms, camera "
             f"{1 / self.cam_period_s:.0f} Hz; servo_node ({self.distro} interface) at "
-            f"{self.servo_node.get_fully_qualified_name()}")
+            f"{self.servo_node.get_fully_qualified_name()}"
+        )
 
     def stop(self, timeout_s: float = 3.0) -> None:
         self._stop.set()
@@ -336,6 +343,7 @@ class SimRunner:
         def run():
             with self._lock:
                 return fn()
+
         return self.call(run)
 
     def _srv_pause_setbool(self, request, response):

@@ -86,8 +86,10 @@ class SimWorld:
         layout = self.scene.reset(self.seed)
         self.servo.reset()
         self.task = None
-        return {"seed": layout.seed, "blocks": {c: {"position": list(p), "yaw_rad": layout.yaws[c]}
-                                                  for c, p in layout.positions.items()}}
+        return {
+            "seed": layout.seed,
+            "blocks": {c: {"position": list(p), "yaw_rad": layout.yaws[c]} for c, p in layout.positions.items()},
+        }
 
     def set_gripper(self, command: float) -> None:
         """Gripper command in [0, 1], 1 = open (``/rt2/gripper_command``).

@@ -62,15 +62,25 @@ SIZES: dict[str, dict[str, dict[str, int]]] = {
     "tiny": {
         "vision": dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, patch_size=32),
         "text": dict(
-            hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-            num_key_value_heads=1, head_dim=16,
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=1,
+            head_dim=16,
         ),
     },
     "small": {
-        "vision": dict(hidden_size=384, intermediate_size=1536, num_hidden_layers=6, num_attention_heads=6, patch_size=16),
+        "vision": dict(
+            hidden_size=384, intermediate_size=1536, num_hidden_layers=6, num_attention_heads=6, patch_size=16
+        ),
         "text": dict(
-            hidden_size=512, intermediate_size=3072, num_hidden_layers=9, num_attention_heads=8,
-            num_key_value_heads=1, head_dim=64,
+            hidden_size=512,
+            intermediate_size=3072,
+            num_hidden_layers=9,
+            num_attention_heads=8,
+            num_key_value_heads=1,
+            head_dim=64,
         ),
     },
 }
@@ -81,10 +91,16 @@ SIZES: dict[str, dict[str, dict[str, int]]] = {
 #: 256 patch tokens, the number OpenVLA feeds its LLM). OpenVLA also fuses a
 #: DINOv2-L/14 tower (~0.3 B parameters) that this stand-in lacks.
 OPENVLA_7B_LLAVA_DIMS: dict[str, dict[str, int]] = {
-    "vision": dict(hidden_size=1152, intermediate_size=4304, num_hidden_layers=27, num_attention_heads=16, patch_size=14),
+    "vision": dict(
+        hidden_size=1152, intermediate_size=4304, num_hidden_layers=27, num_attention_heads=16, patch_size=14
+    ),
     "text": dict(
-        hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
-        num_key_value_heads=32, vocab_size=32064,
+        hidden_size=4096,
+        intermediate_size=11008,
+        num_hidden_layers=32,
+        num_attention_heads=32,
+        num_key_value_heads=32,
+        vocab_size=32064,
     ),
 }
 
@@ -95,13 +111,44 @@ _IMAGE_SIZE = 224
 _TEXT_INIT_RANGE = 0.5
 
 _OBJECTS = [
-    "red block", "blue cube", "green bowl", "sponge", "coke can", "apple", "top drawer", "white cup",
-    "banana", "water bottle", "rxbar chocolate", "yellow corn", "pink plate", "towel", "orange",
-    "pepsi can", "rice chips", "brown chip bag", "blue plastic bottle", "cloth", "pot", "spoon", "carrot",
+    "red block",
+    "blue cube",
+    "green bowl",
+    "sponge",
+    "coke can",
+    "apple",
+    "top drawer",
+    "white cup",
+    "banana",
+    "water bottle",
+    "rxbar chocolate",
+    "yellow corn",
+    "pink plate",
+    "towel",
+    "orange",
+    "pepsi can",
+    "rice chips",
+    "brown chip bag",
+    "blue plastic bottle",
+    "cloth",
+    "pot",
+    "spoon",
+    "carrot",
 ]
 _VERBS = [
-    "pick up the", "move the", "place the", "push the", "open the", "close the", "put the",
-    "knock over the", "lift the", "move near the", "slide the", "grasp the", "put down the",
+    "pick up the",
+    "move the",
+    "place the",
+    "push the",
+    "open the",
+    "close the",
+    "put the",
+    "knock over the",
+    "lift the",
+    "move near the",
+    "slide the",
+    "grasp the",
+    "put down the",
 ]
 _PREPS = ["near", "on", "into", "next to", "left of", "right of", "in front of", "behind"]
 _WORDS = (
@@ -201,7 +248,6 @@ def _siglip_image_processor(image_seq_length: int | None = None) -> Any:
         from transformers import SiglipImageProcessor as IP
     try:
         import torchvision  # noqa: F401
-
         from transformers import SiglipImageProcessor as IP  # noqa: F811 - torch backend when available
     except ImportError:
         pass
@@ -224,8 +270,13 @@ def build_paligemma(size: str = "tiny", seed: int = 0) -> tuple[Any, Any]:
     if size not in SIZES:
         raise ValueError(f"unknown test model size {size!r}; choose from {sorted(SIZES)}")
     import torch
-    from transformers import GemmaConfig, PaliGemmaConfig, PaliGemmaForConditionalGeneration, PaliGemmaProcessor
-    from transformers import SiglipVisionConfig
+    from transformers import (
+        GemmaConfig,
+        PaliGemmaConfig,
+        PaliGemmaForConditionalGeneration,
+        PaliGemmaProcessor,
+        SiglipVisionConfig,
+    )
 
     dims = SIZES[size]
     n_img = (_IMAGE_SIZE // dims["vision"]["patch_size"]) ** 2
@@ -279,8 +330,7 @@ def build_llava_model(
         ``(LlavaForConditionalGeneration, LlavaProcessor)``.
     """
     import torch
-    from transformers import LlamaConfig, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
-    from transformers import SiglipVisionConfig
+    from transformers import LlamaConfig, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor, SiglipVisionConfig
 
     dims = dims or OPENVLA_7B_LLAVA_DIMS
     dtype = dtype or torch.float32

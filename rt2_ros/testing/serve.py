@@ -13,7 +13,9 @@ __all__ = ["start_server"]
 
 
 def start_server(
-    args: Sequence[str], env: Mapping[str, str] | None = None, cwd: str | os.PathLike | None = None,
+    args: Sequence[str],
+    env: Mapping[str, str] | None = None,
+    cwd: str | os.PathLike | None = None,
     timeout_s: float = 60.0,
 ) -> tuple[subprocess.Popen, str]:
     """Run ``python -m rt2_ros.cli serve --port 0 *args`` and wait for its "listening on" line.
@@ -31,8 +33,14 @@ def start_server(
         RuntimeError: the server exited or did not listen in time (with its last output).
     """
     env = dict(os.environ if env is None else env, PYTHONUNBUFFERED="1")
-    p = subprocess.Popen([sys.executable, "-m", "rt2_ros.cli", "serve", "--port", "0", *args], env=env, cwd=cwd,
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    p = subprocess.Popen(
+        [sys.executable, "-m", "rt2_ros.cli", "serve", "--port", "0", *args],
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     deadline = time.monotonic() + timeout_s
     lines: list[str] = []
     while time.monotonic() < deadline:
