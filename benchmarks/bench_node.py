@@ -49,8 +49,8 @@ from rclpy.node import Node  # noqa: E402
 from rclpy.qos import qos_profile_sensor_data  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
+from rt2_ros.action_tokenizer import make_codec  # noqa: E402
 from rt2_ros.config import RT2Config  # noqa: E402
-from rt2_ros.factory import make_rt2_tokenizer  # noqa: E402
 from rt2_ros.node import GIL_SWITCH_INTERVAL_S, Rt2Node  # noqa: E402
 from rt2_ros.policies.base import Policy, PolicyMetadata, PolicyResult, check_image  # noqa: E402
 from rt2_ros.ros_conversions import rgb_to_image_msg  # noqa: E402
@@ -74,7 +74,7 @@ class ConstantPolicy(Policy):
     """Answers one fixed RT-2 action; measures its own time (to subtract it)."""
 
     def __init__(self, cfg: RT2Config):
-        self.codec = make_rt2_tokenizer(cfg.action)
+        self.codec = make_codec(cfg.action)
         self.text = self.codec.encode([0.01, 0, 0, 0, 0, 0, 1.0])
         self.action = self.codec.decode(self.text)
         self.metadata = PolicyMetadata(action_format="rt2", model_id="constant", action_dim=8)
@@ -85,7 +85,7 @@ class ConstantPolicy(Policy):
         out = []
         for o in observations:
             check_image(o.image)
-            out.append(PolicyResult(self.text, (), self.action, None, {"model": 0.0}))
+            out.append(PolicyResult(self.text, (), (self.action,), None, {"model": 0.0}))
         self.own_s.append(time.perf_counter() - t0)
         return out
 

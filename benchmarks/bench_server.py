@@ -9,7 +9,7 @@ For each test model (``rt2_ros.testing.make_model``: random weights, PaliGemma
 architecture, built offline) the benchmark starts two ``rt2-ros serve`` subprocesses
 on loopback, batching on and batching off (so server and clients do not share a
 Python interpreter), then for each client count N runs N robot clients per server
-(:class:`rt2_ros.policies.remote.RemotePolicy`, one thread each) in a closed loop:
+(:class:`rt2_ros.remote.client.RemotePolicy`, one thread each) in a closed loop:
 every robot sends its next 224x224 image as soon as it has the previous answer, for
 ``--duration-s`` per mode. That measures the server's capacity (robots on a 5 Hz control loop
 ask for less). Reported per run: throughput (actions/s over all robots: robots /
@@ -50,7 +50,7 @@ sys.path.insert(0, str(ROOT))
 
 from rt2_ros.config import load_config  # noqa: E402
 from rt2_ros.policies.base import PolicyError  # noqa: E402
-from rt2_ros.policies.remote import RemotePolicy  # noqa: E402
+from rt2_ros.remote.client import RemotePolicy  # noqa: E402
 from rt2_ros.testing.serve import start_server  # noqa: E402
 
 INSTRUCTIONS = ["pick up the red block", "open the top drawer", "push the blue cube left", "place the can in the bowl"]

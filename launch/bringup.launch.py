@@ -37,12 +37,16 @@ PARAM_ARGS = {
     "ee_frame": "frames.ee_frame",
 }
 
+#: Launch-argument names of backends -> ``policy.backend`` values (the expert is a MODULE:CALLABLE).
+BACKENDS = {"scripted": "rt2_ros.sim.expert:make_policy"}
+
 ARGUMENTS = [
     (
         "backend",
         "",
-        "policy backend: local (model in this process) | remote (rt2-ros serve) | scripted; empty = params file",
-        ["", "local", "remote", "scripted"],
+        "policy backend: local (model in this process) | remote (rt2-ros serve) | scripted (the sim's expert) "
+        "| MODULE:CALLABLE; empty = params file",
+        None,
     ),
     ("model_path", "", "local backend: checkpoint directory (save_pretrained layout)", None),
     ("server_url", "", "remote backend: inference server URL, e.g. ws://127.0.0.1:8000", None),
@@ -81,6 +85,8 @@ def _nodes(context):
         value = LaunchConfiguration(arg).perform(context)
         if value != "":
             overrides[param] = value
+    if "policy.backend" in overrides:
+        overrides["policy.backend"] = BACKENDS.get(overrides["policy.backend"], overrides["policy.backend"])
     if "servo.namespace" in overrides and "topics.twist" not in overrides:
         overrides["topics.twist"] = overrides["servo.namespace"].rstrip("/") + "/delta_twist_cmds"
     # Every overridden parameter is a string: keep it one (no YAML guessing of "123" or "true").

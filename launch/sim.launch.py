@@ -31,6 +31,9 @@ from launch_ros.substitutions import FindPackageShare
 
 from launch import LaunchDescription
 
+#: Launch-argument names of backends -> ``policy.backend`` values (the expert is a MODULE:CALLABLE).
+BACKENDS = {"scripted": "rt2_ros.sim.expert:make_policy"}
+
 ARGUMENTS = [
     (
         "backend",
@@ -92,7 +95,7 @@ def _nodes(context):
     # passes dict parameters as wildcards: so the sim file's sections are merged here with
     # the launch arguments on top, and passed as one dict after the rt2 file.
     rt2_params = _section(sim_file, "rt2_node")
-    rt2_params["policy.backend"] = ParameterValue(backend, value_type=str)
+    rt2_params["policy.backend"] = ParameterValue(BACKENDS.get(backend, backend), value_type=str)
     if get("model_path"):
         rt2_params["policy.model_path"] = ParameterValue(get("model_path"), value_type=str)
     for arg, param in (("max_steps", "control.max_steps"), ("terminate_debounce", "control.terminate_debounce")):

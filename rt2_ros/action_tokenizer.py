@@ -12,8 +12,14 @@ Two formats are supported, both from ``shared/docs/rt2-reference.md``:
   the tail of the vocabulary, decoded to 255 bin centres on [-1, 1] and then
   un-normalised with per-dataset q01/q99 statistics.
 
+Both implement one :class:`ActionCodec` interface (``decode_output`` from text and/or
+token ids, ``action_dim``, ``horizon``, bounds), built by :func:`make_codec` from the
+``action`` section of the configuration. ``decode_output`` returns a tuple of actions
+(an action chunk of ``horizon`` actions; 1 for RT-2 and OpenVLA), so codecs that
+emit several actions per inference fit the same interface.
+
 Malformed output of any kind raises :class:`ActionDecodeError` and never yields a
-partial action. This module imports numpy only.
+partial action (nor a partial chunk). This module imports numpy only.
 """
 
 from __future__ import annotations
@@ -21,14 +27,19 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Protocol, Sequence, runtime_checkable
 
 import numpy as np
+
+if TYPE_CHECKING:  # the config schema imports nothing from here; no cycle at run time
+    from rt2_ros.config import ActionConfig
 
 __all__ = [
     "ActionDecodeError",
     "Action",
     "ActionBounds",
+    "ActionCodec",
+    "make_codec",
     "RT2ActionTokenizer",
     "OpenVLAActionTokenizer",
     "UnnormStats",
@@ -139,6 +150,48 @@ class ActionBounds:
         return cls(np.array([-1, -1, -1, -h, -h, -h, -1.0]), np.array([1, 1, 1, h, h, h, 1.0]))
 
 
+@runtime_checkable
+class ActionCodec(Protocol):
+    """The one interface of every action format: model output -> actions.
+
+    A codec turns what a model generated (its text, its token ids, or both) into a
+    chunk of ``horizon`` actions, each an end-effector displacement over one control
+    step. Backends call only :meth:`decode_output` (through
+    :func:`rt2_ros.policies.base.result_from_output`), so a new format needs no
+    change in any backend, the controller or the server.
+
+    Attributes:
+        format: the ``action.format`` name (``"rt2"``, ``"openvla"``).
+        action_dim: continuous dimensions per action (7: dx dy dz [m], drx dry drz
+            [rad], gripper).
+        horizon: actions per model output (1 for RT-2 and OpenVLA; a chunk for newer
+            formats).
+        tokens_per_action: model tokens per action (RT-2: 8 incl. terminate; OpenVLA: 7).
+        gripper_range: ``(closed-most, open-most)`` decoded gripper values, used to
+            map the gripper to the [0, 1] command.
+    """
+
+    format: str
+    action_dim: int
+    horizon: int
+    tokens_per_action: int
+
+    @property
+    def gripper_range(self) -> tuple[float, float]: ...
+
+    def decode_output(self, text: str = "", token_ids: Sequence[int] | None = None) -> tuple["Action", ...]:
+        """Decode one model output into ``horizon`` actions, all or none.
+
+        Raises:
+            ActionDecodeError: the output is not a whole, valid chunk.
+        """
+        ...
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-ready facts a server sends its clients (format, dims, bounds or statistics)."""
+        ...
+
+
 def split_chain_of_thought(text: str) -> tuple[str | None, str]:
     """Split ``Plan: <text>. Action: <ints>`` (RT-2 section 4.4) into (plan, action text).
 
@@ -200,6 +253,10 @@ class RT2ActionTokenizer:
     """
 
     n_fields = 8
+    format = "rt2"
+    action_dim = 7
+    horizon = 1
+    tokens_per_action = n_fields
 
     def __init__(
         self,
@@ -223,6 +280,29 @@ class RT2ActionTokenizer:
         self.terminate_token = int(terminate_token)
         self.continue_token = int(continue_token)
         self.decode_to = decode_to
+
+    @property
+    def gripper_range(self) -> tuple[float, float]:
+        """``(low, high)`` of the gripper dimension (gripper units)."""
+        return float(self.bounds.low[6]), float(self.bounds.high[6])
+
+    def decode_output(self, text: str = "", token_ids: Sequence[int] | None = None) -> tuple[Action, ...]:
+        """:class:`ActionCodec`: RT-2 decodes the text (token ids are the tokenizer's,
+        not bins); one action per output.
+
+        Raises:
+            ActionDecodeError: see :meth:`decode`.
+        """
+        return (self.decode(text),)
+
+    def describe(self) -> dict[str, Any]:
+        """Format, number of tokens, bins and bounds (``{"low", "high"}``, m / rad / gripper units)."""
+        return {
+            "action_format": self.format,
+            "action_dim": self.tokens_per_action,
+            "bins": self.bins,
+            "bounds": {"low": self.bounds.low.tolist(), "high": self.bounds.high.tolist()},
+        }
 
     @property
     def bin_width(self) -> np.ndarray:
@@ -444,6 +524,9 @@ class OpenVLAActionTokenizer:
         action_dim: 7 as upstream.
     """
 
+    format = "openvla"
+    horizon = 1
+
     def __init__(self, vocab_size: int, stats: UnnormStats | None = None, n_bins: int = 256, action_dim: int = 7):
         if vocab_size <= n_bins:
             raise ValueError(f"vocab_size ({vocab_size}) must exceed n_bins ({n_bins})")
@@ -453,6 +536,39 @@ class OpenVLAActionTokenizer:
         self.stats = stats
         self.bins = np.linspace(-1.0, 1.0, self.n_bins)
         self.bin_centers = (self.bins[:-1] + self.bins[1:]) / 2.0
+
+    @property
+    def tokens_per_action(self) -> int:
+        """One token per dimension (7)."""
+        return self.action_dim
+
+    @property
+    def gripper_range(self) -> tuple[float, float]:
+        """OpenVLA's data: 0 = close, 1 = open (``shared/docs/rt2-reference.md``)."""
+        return 0.0, 1.0
+
+    def decode_output(self, text: str = "", token_ids: Sequence[int] | None = None) -> tuple[Action, ...]:
+        """:class:`ActionCodec`: decode the action token ids; without ids, the text holds
+        them as whitespace-separated integers (``rt2-ros decode --format openvla``).
+
+        Raises:
+            ActionDecodeError: see :meth:`decode` and :meth:`decode_text`.
+        """
+        if token_ids is None:
+            return (self.decode_text(text),)
+        return (self.decode(token_ids, text=text),)
+
+    def describe(self) -> dict[str, Any]:
+        """Format, number of tokens, vocabulary size and the un-normalisation statistics."""
+        s = self.stats
+        return {
+            "action_format": self.format,
+            "action_dim": self.tokens_per_action,
+            "vocab_size": self.vocab_size,
+            "statistics": None
+            if s is None
+            else {"q01": s.q01.tolist(), "q99": s.q99.tolist(), "mask": s.mask.tolist()},
+        }
 
     @property
     def action_token_ids(self) -> range:
@@ -528,3 +644,39 @@ class OpenVLAActionTokenizer:
         if a.shape != (self.action_dim,) or not np.all(np.isfinite(a)):
             raise ActionDecodeError(f"expected {self.action_dim} finite values, got {a.tolist()}")
         return (self.vocab_size - np.digitize(np.clip(a, -1.0, 1.0), self.bins)).astype(np.int64)
+
+
+def make_codec(
+    action: "ActionConfig",
+    *,
+    statistics: Mapping[str, Any] | UnnormStats | None = None,
+    vocab_size: int | None = None,
+) -> ActionCodec:
+    """The codec described by the ``action`` section of the configuration.
+
+    Args:
+        action: the ``action`` section (:class:`rt2_ros.config.ActionConfig`).
+        statistics: OpenVLA only: a ``dataset_statistics.json``-style dict (the entry
+            is chosen by ``action.unnorm_key``) or an :class:`UnnormStats`; None
+            decodes to normalised [-1, 1] values.
+        vocab_size: OpenVLA only: un-padded vocabulary size; default
+            ``action.openvla_vocab_size``.
+
+    Raises:
+        ValueError: an unknown format, or statistics that do not fit.
+    """
+    if action.format == "rt2":
+        return RT2ActionTokenizer(
+            ActionBounds(np.array(action.low), np.array(action.high)),
+            bins=action.bins,
+            terminate_token=action.terminate_token,
+            continue_token=action.continue_token,
+            decode_to=action.decode_to,
+        )
+    if action.format == "openvla":
+        stats = statistics
+        if stats is not None and not isinstance(stats, UnnormStats):
+            _, stats = select_unnorm_stats(stats, action.unnorm_key or None)
+        dim = 7 if stats is None else int(stats.q01.shape[0])
+        return OpenVLAActionTokenizer(int(vocab_size or action.openvla_vocab_size), stats, action_dim=dim)
+    raise ValueError(f"unknown action format {action.format!r} (rt2 | openvla)")

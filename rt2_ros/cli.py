@@ -15,7 +15,7 @@ import sys
 SUBCOMMANDS = {
     "decode": ("rt2_ros.cli", "decode model output into an action (JSON with units)"),
     "make-test-model": ("rt2_ros.testing.make_model", "build an offline PaliGemma-architecture test model"),
-    "serve": ("rt2_ros.server", "run the remote inference server"),
+    "serve": ("rt2_ros.serving.cli", "run the remote inference server"),
     "demo": ("rt2_ros.sim.demo", "closed-loop simulation demo: sim + rt2 node + policy"),
 }
 
@@ -32,25 +32,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """``rt2-ros decode``: print the action as JSON; exit 1 with the reason on bad input."""
-    from rt2_ros.action_tokenizer import ActionDecodeError, OpenVLAActionTokenizer, select_unnorm_stats
+    from rt2_ros.action_tokenizer import ActionDecodeError, make_codec
     from rt2_ros.config import ConfigError, load_config
-    from rt2_ros.factory import make_rt2_tokenizer
 
     try:
-        cfg = load_config(args.config)
-        if args.format == "rt2":
-            action = make_rt2_tokenizer(cfg.action).decode(args.text)
-        else:
-            stats = None
-            if args.statistics:
-                with open(args.statistics) as f:
-                    _, stats = select_unnorm_stats(json.load(f), args.unnorm_key)
-            vocab = args.vocab_size or cfg.action.openvla_vocab_size
-            action = OpenVLAActionTokenizer(vocab, stats).decode_text(args.text)
+        overrides = {"action.format": args.format}
+        if args.vocab_size:
+            overrides["action.openvla_vocab_size"] = args.vocab_size
+        if args.unnorm_key:
+            overrides["action.unnorm_key"] = args.unnorm_key
+        cfg = load_config(args.config, overrides)
+        statistics = None
+        if args.statistics:
+            with open(args.statistics) as f:
+                statistics = json.load(f)
+        actions = make_codec(cfg.action, statistics=statistics).decode_output(args.text)
     except (ActionDecodeError, ConfigError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    out = {"format": args.format, **action.to_dict()}
+    # One action: its fields (as before chunked formats existed); a chunk: the list of them.
+    out = {"format": args.format, **actions[0].to_dict()} if len(actions) == 1 else [a.to_dict() for a in actions]
     print(json.dumps(out, indent=2))
     return 0
 

@@ -73,7 +73,7 @@ class ActionConfig(_Section):
 
 
 class PolicyConfig(_Section):
-    backend: Literal["local", "remote", "scripted"] = Field("local", description="local | remote | scripted")
+    backend: str = Field("local", description="local | remote | MODULE:CALLABLE (CALLABLE(cfg) returns the Policy)")
     model_path: str = Field("", description="local checkpoint directory")
     prompt: Literal["rt2", "openvla", "cot"] = Field("rt2", description="prompt template")
     dtype: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="model dtype")
@@ -82,6 +82,14 @@ class PolicyConfig(_Section):
     server_url: str = Field("ws://127.0.0.1:8000", description="remote inference server URL")
     api_key_env: str = Field("RT2_API_KEY", description="environment variable with the server API key")
     timeout_s: float = Field(1.0, gt=0.0, le=60.0, description="remote reply timeout [s]")
+
+    @field_validator("backend")
+    @classmethod
+    def _backend(cls, v: str) -> str:
+        module, sep, attr = v.partition(":")
+        if v in ("local", "remote") or (sep and module and attr and " " not in v):
+            return v
+        raise ValueError(f"backend must be local, remote or MODULE:CALLABLE, got {v!r}")
 
     @field_validator("device")
     @classmethod

@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 
-from rt2_ros.action_tokenizer import Action
+from rt2_ros.action_tokenizer import Action, make_codec
 from rt2_ros.config import RT2Config
 from rt2_ros.episode import Episode, EpisodeState, Transition
 from rt2_ros.motion import Twist, delta_to_twist, gripper_command
@@ -96,6 +96,8 @@ class Controller:
         self._R_pc: np.ndarray | None = None
         self._twist = Twist.zero()
         self._twist_until_s = -np.inf
+        #: Decoded gripper values of the configured action format, mapped to the [0, 1] command.
+        self._gripper_range = make_codec(cfg.action).gripper_range
         self.last_stop_reasons: tuple[str, ...] = ()
 
     # -- inputs ----------------------------------------------------------------------
@@ -234,7 +236,7 @@ class Controller:
                 grip = None
                 if self.cfg.gripper.enabled:
                     g = self.cfg.gripper
-                    lo, hi = self._gripper_range()
+                    lo, hi = self._gripper_range
                     grip = gripper_command(action.gripper, lo, hi, g.invert, g.binarize, g.threshold)
             except ValueError as e:
                 ts += self._record([self.episode.on_action(False, now_s)])
@@ -275,11 +277,6 @@ class Controller:
                 return False
             send()
             return True
-
-    def _gripper_range(self) -> tuple[float, float]:
-        if self.cfg.action.format == "openvla":
-            return 0.0, 1.0  # OpenVLA data: 0 = close, 1 = open (rt2-reference.md)
-        return self.cfg.action.low[6], self.cfg.action.high[6]
 
     def _outcome(self, result, action, rejected, ts, latency_ms, twist=None, gripper=None) -> StepOutcome:
         return StepOutcome(

@@ -1,43 +1,90 @@
-"""Build core objects from an :class:`~rt2_ros.config.RT2Config` (ROS-free, torch-free)."""
+"""Wiring: build the policy backend an :class:`~rt2_ros.config.RT2Config` names.
+
+The only module that knows every backend. Backends get their codec and settings
+passed in and never import this module (import-linter keeps it so). ROS-free and
+torch-free: a backend's heavy imports happen only when it is chosen.
+"""
 
 from __future__ import annotations
 
-import numpy as np
+import importlib
+import os
+from typing import Any
 
-from rt2_ros.action_tokenizer import ActionBounds, RT2ActionTokenizer
-from rt2_ros.config import ActionConfig, RT2Config
+from rt2_ros.action_tokenizer import make_codec
+from rt2_ros.config import RT2Config
+from rt2_ros.policies.base import Policy
 
-__all__ = ["make_rt2_tokenizer", "make_policy"]
-
-
-def make_rt2_tokenizer(cfg: ActionConfig) -> RT2ActionTokenizer:
-    """The RT-2 codec described by the ``action`` section."""
-    return RT2ActionTokenizer(
-        ActionBounds(np.array(cfg.low), np.array(cfg.high)),
-        bins=cfg.bins,
-        terminate_token=cfg.terminate_token,
-        continue_token=cfg.continue_token,
-        decode_to=cfg.decode_to,
-    )
+__all__ = ["make_policy", "load_callable"]
 
 
-def make_policy(cfg: RT2Config, **kwargs):
-    """The policy backend named by ``policy.backend`` (imports torch only for ``local``).
+def load_callable(spec: str) -> Any:
+    """Import ``MODULE:CALLABLE`` (the ``rt2-ros serve --policy`` and ``policy.backend`` syntax).
+
+    ``CALLABLE`` may be dotted (``module:Class.from_config``).
 
     Raises:
-        ValueError: unknown backend or bad backend settings.
+        ValueError: not of the form ``MODULE:CALLABLE``, the module cannot be imported,
+            or it has no such attribute (the message says which).
     """
-    backend = cfg.policy.backend
+    module, _, attr = spec.partition(":")
+    if not module or not attr:
+        raise ValueError(f"expected MODULE:CALLABLE, got {spec!r}")
+    try:
+        obj: Any = importlib.import_module(module)
+    except ImportError as e:
+        raise ValueError(f"cannot import {module!r} for {spec!r}: {e}") from None
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise ValueError(f"{module!r} has no attribute {attr!r} ({spec!r})") from None
+    if not callable(obj):
+        raise ValueError(f"{spec!r} is not callable")
+    return obj
+
+
+def make_policy(cfg: RT2Config, **kwargs: Any) -> Policy:
+    """The policy backend named by ``policy.backend``.
+
+    * ``local``: the transformers backend on ``policy.model_path`` (imports torch).
+    * ``remote``: the client of ``rt2-ros serve`` at ``policy.server_url``; the API key is
+      read from the environment variable named by ``policy.api_key_env``.
+    * ``MODULE:CALLABLE``: ``CALLABLE(cfg, **kwargs)`` returns the policy (the simulator's
+      scripted expert is ``rt2_ros.sim.expert:make_policy``).
+
+    Args:
+        cfg: the whole configuration.
+        **kwargs: backend-specific overrides (constructor keywords).
+
+    Raises:
+        ValueError: bad backend name or backend settings.
+        rt2_ros.policies.base.PolicyError: the backend failed to start (e.g. a model
+            that does not load: ``ModelLoadError``).
+    """
+    backend, a, p = cfg.policy.backend, cfg.action, cfg.policy
     if backend == "local":
         from rt2_ros.policies.transformers_policy import TransformersPolicy
 
-        return TransformersPolicy.from_config(cfg, **kwargs)
+        args: dict[str, Any] = {
+            "action_format": a.format,
+            "prompt": p.prompt,
+            "dtype": p.dtype,
+            "device": p.device,
+            "num_threads": p.num_threads,
+            "rt2_codec": make_codec(a) if a.format == "rt2" else None,
+            "action_token_pattern": a.token_pattern or None,
+            "openvla_vocab_size": a.openvla_vocab_size if a.format == "openvla" else None,
+            "unnorm_key": a.unnorm_key or None,
+            "statistics_path": a.statistics_path or None,
+        }
+        args.update(kwargs)
+        return TransformersPolicy.from_pretrained(args.pop("model_path", p.model_path), **args)
     if backend == "remote":
-        from rt2_ros.policies.remote import RemotePolicy
+        from rt2_ros.remote.client import RemotePolicy
 
-        return RemotePolicy.from_config(cfg, **kwargs)
-    if backend == "scripted":
-        from rt2_ros.sim.expert import ScriptedExpertPolicy
-
-        return ScriptedExpertPolicy.from_config(cfg, **kwargs)
-    raise ValueError(f"unknown policy backend {backend!r} (local | remote | scripted)")
+        key = (os.environ.get(p.api_key_env) or "").strip() if p.api_key_env else ""
+        kwargs.setdefault("api_key", key or None)
+        kwargs.setdefault("timeout_s", p.timeout_s)
+        return RemotePolicy(p.server_url, a, **kwargs)
+    return load_callable(backend)(cfg, **kwargs)

@@ -18,10 +18,17 @@ from typing import Sequence
 
 import numpy as np
 
-from rt2_ros.action_tokenizer import ActionDecodeError
+from rt2_ros.action_tokenizer import make_codec
 from rt2_ros.config import RT2Config
-from rt2_ros.factory import make_rt2_tokenizer
-from rt2_ros.policies.base import Observation, Policy, PolicyError, PolicyMetadata, PolicyResult, check_image
+from rt2_ros.policies.base import (
+    Observation,
+    Policy,
+    PolicyError,
+    PolicyMetadata,
+    PolicyResult,
+    check_image,
+    result_from_output,
+)
 
 
 def image_text(image: np.ndarray) -> str:
@@ -40,7 +47,7 @@ class ImagePolicy(Policy):
     """See the module docstring. ``bounds`` overrides what the metadata reports."""
 
     def __init__(self, cfg: RT2Config, delay_s: float = 0.0, slow_s: float = 1.0, bounds=None):
-        self.codec = make_rt2_tokenizer(cfg.action)
+        self.codec = make_codec(cfg.action)
         self.delay_s = delay_s
         self.slow_s = slow_s
         self.batch_sizes: list[int] = []
@@ -65,11 +72,8 @@ class ImagePolicy(Policy):
         out = []
         for obs in observations:
             text = image_text(obs.image)
-            try:
-                action, error = self.codec.decode(text), None
-            except ActionDecodeError as e:
-                action, error = None, str(e)
-            out.append(PolicyResult(text, (), action, error, {"preprocess": 0.0, "model": model_ms, "decode": 0.0}))
+            timings = {"preprocess": 0.0, "model": model_ms, "decode": 0.0}
+            out.append(result_from_output(self.codec, text, (), timings))
         return out
 
 

@@ -2,7 +2,7 @@
 
 It stands in for a model whose output we must control (terminate now, emit garbage),
 and behaves like a backend: it returns PolicyResult with the raw text, and decodes
-with the project's RT2ActionTokenizer, so decode errors surface as they would.
+with the project's codec (result_from_output), so decode errors surface as they would.
 """
 
 from __future__ import annotations
@@ -11,10 +11,17 @@ import threading
 import time
 from typing import Iterable, Sequence
 
-from rt2_ros.action_tokenizer import ActionDecodeError
+from rt2_ros.action_tokenizer import make_codec
 from rt2_ros.config import RT2Config
-from rt2_ros.factory import make_rt2_tokenizer
-from rt2_ros.policies.base import Observation, Policy, PolicyError, PolicyMetadata, PolicyResult, check_image
+from rt2_ros.policies.base import (
+    Observation,
+    Policy,
+    PolicyError,
+    PolicyMetadata,
+    PolicyResult,
+    check_image,
+    result_from_output,
+)
 
 
 class ScriptedTextPolicy(Policy):
@@ -27,7 +34,7 @@ class ScriptedTextPolicy(Policy):
     """
 
     def __init__(self, cfg: RT2Config, texts: Iterable[str | None], delay_s: float = 0.0):
-        self.codec = make_rt2_tokenizer(cfg.action)
+        self.codec = make_codec(cfg.action)
         self.texts = list(texts)
         self.delay_s = delay_s
         self.calls = 0
@@ -55,11 +62,6 @@ class ScriptedTextPolicy(Policy):
                 time.sleep(self.delay_s)
             if text is None:
                 raise PolicyError("scripted backend failure")
-            try:
-                action, error = self.codec.decode(text), None
-            except ActionDecodeError as e:
-                action, error = None, str(e)
-            out.append(
-                PolicyResult(text, (), action, error, {"preprocess": 0.0, "model": self.delay_s * 1e3, "decode": 0.0})
-            )
+            timings = {"preprocess": 0.0, "model": self.delay_s * 1e3, "decode": 0.0}
+            out.append(result_from_output(self.codec, text, (), timings))
         return out

@@ -13,9 +13,9 @@ CORE = [
     "rt2_ros.factory",
     "rt2_ros.cli",
     "rt2_ros.policies.base",
-    "rt2_ros.policies.remote",  # a robot on the remote backend needs no ML stack
-    "rt2_ros.server",
-    "rt2_ros.serving.protocol",
+    "rt2_ros.remote.client",  # a robot on the remote backend needs no ML stack
+    "rt2_ros.serving.cli",
+    "rt2_ros.remote.protocol",
     "rt2_ros.serving.batching",
 ]
 

@@ -35,8 +35,8 @@ from std_msgs.msg import Float64, String
 from std_srvs.srv import SetBool, Trigger
 from visualization_msgs.msg import Marker, MarkerArray
 
+from rt2_ros.action_tokenizer import make_codec
 from rt2_ros.config import RT2Config
-from rt2_ros.factory import make_rt2_tokenizer
 from rt2_ros.motion import delta_to_twist, gripper_command
 from rt2_ros.node import ZERO_BURST_S, Rt2Node
 from rt2_ros.ros_conversions import import_rt2_msgs
@@ -58,7 +58,7 @@ OVERRIDES = {
     "topics.compressed_image": "/camera/image_raw/compressed",
 }
 CFG = RT2Config.model_validate({"control": {"period_s": PERIOD_S}})
-CODEC = make_rt2_tokenizer(CFG.action)
+CODEC = make_codec(CFG.action)
 # +1 cm along x per control step, gripper open: 0.1 m/s for one period.
 MOVE = CODEC.encode([0.01, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0])
 TERMINATE = CODEC.encode([0.0] * 6 + [1.0], terminate=True)

@@ -23,8 +23,8 @@ from ros_helpers import (
 from scripted_policy import ScriptedTextPolicy
 from std_msgs.msg import String
 
+from rt2_ros.action_tokenizer import make_codec
 from rt2_ros.config import RT2Config
-from rt2_ros.factory import make_rt2_tokenizer
 from rt2_ros.node import Rt2Node
 from rt2_ros.ros_conversions import import_rt2_msgs
 
@@ -33,7 +33,7 @@ TEST_DIR = Path(__file__).resolve().parent
 msgs = import_rt2_msgs()
 RUNNING, FINISHED = msgs.EpisodeStatus.STATE_RUNNING, msgs.EpisodeStatus.STATE_FINISHED
 CFG = RT2Config()
-MOVE = make_rt2_tokenizer(CFG.action).encode([0.01, 0, 0, 0, 0, 0, 1.0])
+MOVE = make_codec(CFG.action).encode([0.01, 0, 0, 0, 0, 0, 1.0])
 
 
 def _stop(proc: subprocess.Popen) -> None:

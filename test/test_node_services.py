@@ -33,15 +33,15 @@ from scripted_policy import ScriptedTextPolicy
 from std_msgs.msg import Int8, String
 from std_srvs.srv import SetBool, Trigger
 
+from rt2_ros.action_tokenizer import make_codec
 from rt2_ros.config import ConfigError, RT2Config, flat_fields
-from rt2_ros.factory import make_rt2_tokenizer
 from rt2_ros.node import ZERO_BURST_S, Rt2Node
 from rt2_ros.ros_conversions import import_rt2_msgs
 
 msgs = import_rt2_msgs()
 RUNNING, FINISHED = msgs.EpisodeStatus.STATE_RUNNING, msgs.EpisodeStatus.STATE_FINISHED
 CFG = RT2Config()
-MOVE = make_rt2_tokenizer(CFG.action).encode([0.01, 0, 0, 0, 0, 0, 1.0])
+MOVE = make_codec(CFG.action).encode([0.01, 0, 0, 0, 0, 0, 1.0])
 SERVO_NS = "/rt2_test_servo"
 RESET_SRV = "/rt2_test/sim_reset"
 OVERRIDES = {

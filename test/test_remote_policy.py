@@ -19,7 +19,7 @@ from rt2_ros.config import load_config
 from rt2_ros.controller import Controller
 from rt2_ros.factory import make_policy
 from rt2_ros.policies.base import PolicyError
-from rt2_ros.policies.remote import RemotePolicy
+from rt2_ros.remote.client import RemotePolicy
 from rt2_ros.serving.ws_server import BackgroundServer
 
 CFG = load_config()
@@ -139,7 +139,7 @@ def test_client_decodes_with_its_own_codec_not_the_servers():
             import dataclasses
 
             return [
-                dataclasses.replace(r, action=dataclasses.replace(r.action, delta_position=np.array([9.0, 9, 9])))
+                dataclasses.replace(r, actions=(dataclasses.replace(r.action, delta_position=np.array([9.0, 9, 9])),))
                 for r in out
             ]
 
@@ -164,7 +164,7 @@ def test_garbage_model_output_is_no_action_with_the_reason():
         def infer_batch(self, observations):
             import dataclasses
 
-            return [dataclasses.replace(r, text="1 2 3 banana", action=None) for r in super().infer_batch(observations)]
+            return [dataclasses.replace(r, text="1 2 3 banana", actions=()) for r in super().infer_batch(observations)]
 
     with BackgroundServer(Garbage(CFG)) as srv:
         r = RemotePolicy(srv.url, CFG.action, timeout_s=5).infer(image_with(1, 1), "go")
@@ -347,7 +347,7 @@ def test_remote_backend_and_server_import_no_torch_no_rclpy_no_ray():
     import subprocess
     import sys
 
-    mods = ["rt2_ros.policies.remote", "rt2_ros.server", "rt2_ros.serving.ws_server", "rt2_ros.serving.ray_app"]
+    mods = ["rt2_ros.remote.client", "rt2_ros.serving.cli", "rt2_ros.serving.ws_server", "rt2_ros.serving.ray_app"]
     code = "".join(f"import {m}\n" for m in mods) + (
         "import sys\nprint(','.join(m for m in ('torch', 'transformers', 'rclpy', 'ray') if m in sys.modules))\n"
     )

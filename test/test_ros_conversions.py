@@ -11,10 +11,10 @@ from ros_helpers import make_image_msg
 from sensor_msgs.msg import CompressedImage
 from visualization_msgs.msg import Marker
 
+from rt2_ros.action_tokenizer import make_codec
 from rt2_ros.config import RT2Config
 from rt2_ros.controller import StepOutcome
 from rt2_ros.episode import EndReason, EpisodeState, Transition
-from rt2_ros.factory import make_rt2_tokenizer
 from rt2_ros.motion import Twist
 from rt2_ros.policies.base import PolicyResult
 from rt2_ros.ros_conversions import (
@@ -145,17 +145,19 @@ def test_quaternion_to_matrix():
 
 
 def test_action_and_episode_messages():
-    codec = make_rt2_tokenizer(RT2Config().action)
+    codec = make_codec(RT2Config().action)
     text = "1 200 128 60 128 128 128 255"
     a = codec.decode(text)
-    ok = StepOutcome(3, "pick", PolicyResult(text, (), a, None, {"model": 12.0}), a, Twist.zero(), 1.0, None, (), 15.0)
+    ok = StepOutcome(
+        3, "pick", PolicyResult(text, (), (a,), None, {"model": 12.0}), a, Twist.zero(), 1.0, None, (), 15.0
+    )
     m = outcome_to_action_msg(ok, s_to_stamp(2.0), "base")
     assert m.valid and m.error == "" and list(m.tokens) == [1, 200, 128, 60, 128, 128, 128, 255]
     assert np.allclose(m.delta_position, a.delta_position) and m.model_ms == 12.0 and m.inference_latency_ms == 15.0
     bad = StepOutcome(
         3,
         "pick",
-        PolicyResult("hello", (), None, "expected 8 integers"),
+        PolicyResult("hello", (), (), "expected 8 integers"),
         None,
         Twist.zero(),
         None,

@@ -22,8 +22,8 @@ from websockets.sync.client import connect
 
 from rt2_ros.config import load_config
 from rt2_ros.policies.base import PolicyError
-from rt2_ros.policies.remote import RemotePolicy
-from rt2_ros.serving.protocol import Limits, packb, unpackb
+from rt2_ros.remote.client import RemotePolicy
+from rt2_ros.remote.protocol import Limits, packb, unpackb
 from rt2_ros.serving.ws_server import BackgroundServer
 from rt2_ros.testing.serve import start_server
 
@@ -400,7 +400,7 @@ def test_cli_refuses_a_public_address_without_a_key(tmp_path, capsys):
 
 
 def test_api_key_file(tmp_path):
-    from rt2_ros.server import read_api_key
+    from rt2_ros.serving.settings import read_api_key
 
     f = tmp_path / "key"
     f.write_text("file-key\n")

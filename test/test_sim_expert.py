@@ -9,10 +9,12 @@ import pytest
 
 pytest.importorskip("pybullet")
 
+from rt2_ros.action_tokenizer import make_codec  # noqa: E402
 from rt2_ros.config import load_config  # noqa: E402
 from rt2_ros.controller import Controller  # noqa: E402
-from rt2_ros.factory import make_policy, make_rt2_tokenizer  # noqa: E402
+from rt2_ros.factory import make_policy  # noqa: E402
 from rt2_ros.policies.base import PolicyError  # noqa: E402
+from rt2_ros.sim import SCRIPTED_EXPERT  # noqa: E402
 from rt2_ros.sim.expert import ScriptedExpertPolicy  # noqa: E402
 from rt2_ros.sim.inprocess import run_episode  # noqa: E402
 from rt2_ros.sim.settings import load_sim_settings  # noqa: E402
@@ -68,7 +70,7 @@ def test_the_expert_succeeds_and_ends_with_its_terminate_token(loop, world, inst
     assert rec.reason == "terminate"
     assert rec.steps < controller.cfg.control.max_steps
     # The last answer is the RT-2 string with the terminate token first; all the others continue.
-    codec = make_rt2_tokenizer(controller.cfg.action)
+    codec = make_codec(controller.cfg.action)
     assert texts[-1].split()[0] == str(codec.terminate_token)
     assert all(t.split()[0] == str(codec.continue_token) for t in texts[:-1])
     assert rec.rejected == 0
@@ -78,7 +80,7 @@ def test_the_expert_answers_valid_rt2_text_within_the_bounds(cfg, world):
     world.reset(seed=30)
     world.set_instruction("pick up the green block")
     policy = ScriptedExpertPolicy.from_config(cfg, ground_truth=world.ground_truth)
-    codec = make_rt2_tokenizer(cfg.action)
+    codec = make_codec(cfg.action)
     res = policy.infer(IMG, "pick up the green block")
     assert res.error is None and res.action is not None
     toks = [int(x) for x in res.text.split()]
@@ -146,7 +148,7 @@ def test_the_expert_needs_the_rt2_action_format(cfg, world):
 def test_sim_yaml_overrides_apply_on_top_of_rt2_yaml(cfg):
     base = load_config()
     s = load_sim_settings()
-    assert cfg.policy.backend == "scripted" != base.policy.backend
+    assert cfg.policy.backend == SCRIPTED_EXPERT != base.policy.backend
     assert cfg.control.max_steps == s.rt2_overrides["control.max_steps"]
     assert cfg.action == base.action  # the codec is the shipped one
     assert s.servo["incoming_command_timeout"] == 0.1

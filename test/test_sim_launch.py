@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from rt2_ros.config import ConfigError
+from rt2_ros.sim import SCRIPTED_EXPERT
 from rt2_ros.sim.settings import flatten, load_sim_settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -112,7 +113,7 @@ def test_sim_yaml_sections_match_what_the_nodes_declare():
 
 def test_sim_yaml_rt2_section_is_a_valid_rt2_config():
     cfg = load_sim_settings().rt2_config()
-    assert cfg.policy.backend == "scripted"
+    assert cfg.policy.backend == SCRIPTED_EXPERT == "rt2_ros.sim.expert:make_policy"
     # The expert's largest step (m) fits the action bounds and the safety caps at this period.
     from rt2_ros.sim.expert import ExpertParams
 

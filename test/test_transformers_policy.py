@@ -23,9 +23,14 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 
-from rt2_ros.action_tokenizer import OpenVLAActionTokenizer, RT2ActionTokenizer, select_unnorm_stats  # noqa: E402
+from rt2_ros.action_tokenizer import (  # noqa: E402
+    OpenVLAActionTokenizer,
+    RT2ActionTokenizer,
+    make_codec,
+    select_unnorm_stats,
+)
 from rt2_ros.config import load_config  # noqa: E402
-from rt2_ros.factory import make_policy, make_rt2_tokenizer  # noqa: E402
+from rt2_ros.factory import make_policy  # noqa: E402
 from rt2_ros.policies.base import Observation, PolicyError  # noqa: E402
 from rt2_ros.policies.constrained import ActionLogitsProcessor, openvla_action_ids  # noqa: E402
 from rt2_ros.policies.prompts import build_prompt  # noqa: E402
@@ -120,7 +125,7 @@ def test_fresh_offline_process_100_inferences_all_valid(tiny_model_dir, tokenize
     data = json.loads(p.stdout.strip().splitlines()[-1])
     results = data["results"]
     assert len(results) == 100
-    codec = make_rt2_tokenizer(load_config().action)
+    codec = make_codec(load_config().action)
     for r in results:
         assert r["error"] is None, r
         assert len(r["token_ids"]) == 8
@@ -189,7 +194,7 @@ def test_batch_equals_single_inference(rt2_policy):
 
 def test_chain_of_thought_returns_plan_and_valid_action(cot_policy, tokenizer):
     rng = np.random.default_rng(3)
-    codec = cot_policy.rt2_codec
+    codec = cot_policy.codec
     for instr in INSTRUCTIONS[:3]:
         r = cot_policy.infer(_image(rng), instr)
         assert r.error is None
@@ -553,10 +558,8 @@ def test_llava_architecture_batches_and_constrains():
         model,
         processor,
         model_id="llava-toy",
-        action_format="openvla",
+        codec=OpenVLAActionTokenizer(4000, select_unnorm_stats(_stats("x"), None)[1]),
         prompt="openvla",
-        openvla_vocab_size=4000,
-        unnorm=select_unnorm_stats(_stats("x"), None),
     )
     rng = np.random.default_rng(8)
     obs = [Observation(_image(rng), i) for i in INSTRUCTIONS]

@@ -13,9 +13,17 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from rt2_ros.action_tokenizer import Action
+from rt2_ros.action_tokenizer import Action, ActionCodec, ActionDecodeError
 
-__all__ = ["Observation", "PolicyMetadata", "PolicyResult", "Policy", "PolicyError", "check_image"]
+__all__ = [
+    "Observation",
+    "PolicyMetadata",
+    "PolicyResult",
+    "Policy",
+    "PolicyError",
+    "check_image",
+    "result_from_output",
+]
 
 
 class PolicyError(RuntimeError):
@@ -84,21 +92,59 @@ class PolicyResult:
     Attributes:
         text: raw generated text (may be empty for id-only backends).
         token_ids: generated token ids.
-        action: the decoded action, or None when the output was not a valid action.
-        error: why ``action`` is None (the :class:`ActionDecodeError` message), else None.
+        actions: the decoded action chunk (``codec.horizon`` actions, in execution
+            order; one for RT-2 and OpenVLA), or ``()`` when the output was not valid.
+        error: why ``actions`` is empty (the :class:`ActionDecodeError` message), else None.
         timings_ms: ``{"preprocess", "model", "decode"}`` in milliseconds; remote
             backends add ``"network"`` and ``"server"``.
     """
 
     text: str
     token_ids: tuple[int, ...]
-    action: Action | None
+    actions: tuple[Action, ...] = ()
     error: str | None = None
     timings_ms: dict[str, float] = dataclasses.field(default_factory=dict)
 
     @property
+    def action(self) -> Action | None:
+        """The first action of the chunk (the one due now), or None when there is none."""
+        return self.actions[0] if self.actions else None
+
+    @property
     def total_ms(self) -> float:
         return float(sum(self.timings_ms.values()))
+
+
+def result_from_output(
+    codec: ActionCodec,
+    text: str = "",
+    token_ids: Sequence[int] = (),
+    timings_ms: dict[str, float] | None = None,
+    *,
+    action_ids: Sequence[int] | None = None,
+) -> PolicyResult:
+    """Decode a model's output with ``codec`` into a :class:`PolicyResult`: the one place
+    where every backend (local, remote, scripted, test doubles) turns output into actions.
+
+    Args:
+        codec: the robot's :class:`~rt2_ros.action_tokenizer.ActionCodec`.
+        text: the generated text the codec reads (RT-2: ``"t x y z rx ry rz g"``).
+        token_ids: the generated token ids, reported as they are.
+        timings_ms: per-stage timings (ms), copied into the result.
+        action_ids: the ids the codec decodes where it decodes ids (OpenVLA's tail
+            tokens); None: the codec reads ``text``.
+
+    Returns:
+        A result with the decoded chunk, or with ``actions=()`` and ``error`` set to the
+        :class:`~rt2_ros.action_tokenizer.ActionDecodeError` message: malformed output is
+        "no action", never an exception and never a partial chunk.
+    """
+    timings = dict(timings_ms or {})
+    try:
+        actions = codec.decode_output(text, None if action_ids is None else list(action_ids))
+    except ActionDecodeError as e:
+        return PolicyResult(text, tuple(token_ids), (), str(e), timings)
+    return PolicyResult(text, tuple(token_ids), tuple(actions), None, timings)
 
 
 class Policy(abc.ABC):

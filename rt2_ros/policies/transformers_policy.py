@@ -47,13 +47,21 @@ from PIL import Image
 from transformers import AutoModelForImageTextToText, AutoProcessor, GenerationConfig, LogitsProcessorList
 
 from rt2_ros.action_tokenizer import (
-    ActionDecodeError,
+    ActionCodec,
     OpenVLAActionTokenizer,
     RT2ActionTokenizer,
     UnnormStats,
     select_unnorm_stats,
 )
-from rt2_ros.policies.base import Observation, Policy, PolicyError, PolicyMetadata, PolicyResult, check_image
+from rt2_ros.policies.base import (
+    Observation,
+    Policy,
+    PolicyError,
+    PolicyMetadata,
+    PolicyResult,
+    check_image,
+    result_from_output,
+)
 from rt2_ros.policies.constrained import (
     ActionLogitsProcessor,
     ActionTokensMissingError,
@@ -97,7 +105,7 @@ def _sync(device: torch.device) -> None:
 class TransformersPolicy(Policy):
     """In-process RT-2-style policy on a transformers model.
 
-    Usually built with :meth:`from_config` (node, server) or
+    Usually built by :func:`rt2_ros.factory.make_policy` (node, server) or with
     :meth:`from_pretrained` (a checkpoint directory). The constructor takes an
     already-loaded model and processor (benchmarks build architectures in memory).
 
@@ -106,17 +114,18 @@ class TransformersPolicy(Policy):
         processor: its processor (``processor(images=, text=)`` returning
             ``input_ids``, ``attention_mask``, ``pixel_values``; ``.tokenizer``).
         model_id: checkpoint path or name, reported in :attr:`metadata`.
-        action_format: ``"rt2"`` (8 integers) or ``"openvla"`` (7 token ids).
+        codec: the action codec (:func:`rt2_ros.action_tokenizer.make_codec`): an
+            :class:`~rt2_ros.action_tokenizer.RT2ActionTokenizer` (8 integers, bounds,
+            bins, terminate/continue values) or an
+            :class:`~rt2_ros.action_tokenizer.OpenVLAActionTokenizer` (7 token ids,
+            un-padded vocabulary size, statistics). Default: RT-2 with its defaults.
         prompt: ``"rt2"``, ``"openvla"``, ``"cot"`` or a custom template with
             ``{instruction}`` (see :mod:`rt2_ros.policies.prompts`).
-        rt2_codec: RT-2 codec (bounds, bins, terminate/continue values); default
-            :class:`~rt2_ros.action_tokenizer.RT2ActionTokenizer` defaults.
         action_token_pattern: spelling of the token of integer ``k`` (``"▁{k}"``,
             ``"<act_{k}>"``, ``"<loc{k:04d}>"``...); None tries
             :data:`~rt2_ros.policies.constrained.DEFAULT_ACTION_TOKEN_PATTERNS`.
         restrict_terminate: field 0 may only be the codec's terminate or continue value.
-        openvla_vocab_size: un-padded vocabulary size for ``action_format="openvla"``.
-        unnorm: ``(unnorm_key, stats)`` for ``action_format="openvla"``.
+        unnorm_key: the statistics key of an OpenVLA codec, reported in :attr:`metadata`.
         openvla_family: the model is OpenVLA's own class (append the empty token,
             batch 1).
         max_plan_tokens: chain of thought: free plan tokens before ``Action:`` is forced.
@@ -136,13 +145,11 @@ class TransformersPolicy(Policy):
         processor: Any,
         *,
         model_id: str = "",
-        action_format: str = "rt2",
+        codec: ActionCodec | None = None,
         prompt: str = "rt2",
-        rt2_codec: RT2ActionTokenizer | None = None,
         action_token_pattern: str | Sequence[str] | None = None,
         restrict_terminate: bool = True,
-        openvla_vocab_size: int | None = None,
-        unnorm: tuple[str, UnnormStats] | None = None,
+        unnorm_key: str | None = None,
         openvla_family: bool = False,
         max_plan_tokens: int = 32,
         do_sample: bool = False,
@@ -150,8 +157,10 @@ class TransformersPolicy(Policy):
         max_batch_size: int = 64,
         warmup: bool = True,
     ) -> None:
+        codec = codec if codec is not None else RT2ActionTokenizer()
+        action_format = codec.format
         if action_format not in ("rt2", "openvla"):
-            raise ModelLoadError(f"action_format must be 'rt2' or 'openvla', got {action_format!r}")
+            raise ModelLoadError(f"the transformers backend decodes rt2 or openvla actions, not {action_format!r}")
         if prompt == "cot" and action_format != "rt2":
             raise ModelLoadError("prompt 'cot' (RT-2 chain of thought) needs action.format 'rt2'")
         if max_plan_tokens < 1:
@@ -165,6 +174,7 @@ class TransformersPolicy(Policy):
         self.processor = processor
         self.tokenizer = tokenizer
         self.action_format = action_format
+        self.codec = codec
         self.prompt = prompt
         self.openvla_family = bool(openvla_family)
         self.max_plan_tokens = int(max_plan_tokens)
@@ -183,39 +193,25 @@ class TransformersPolicy(Policy):
         self._pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self._eos_id = tokenizer.eos_token_id
 
-        stats_meta = None
-        unnorm_key = None
         self.action_token_pattern: str | None = None
-        if action_format == "rt2":
-            self.rt2_codec = rt2_codec or RT2ActionTokenizer()
+        self._id_to_value: dict[int, int] = {}
+        if isinstance(codec, RT2ActionTokenizer):
             try:
-                pattern, bin_ids = find_rt2_action_token_ids(tokenizer, self.rt2_codec.bins, action_token_pattern)
+                pattern, bin_ids = find_rt2_action_token_ids(tokenizer, codec.bins, action_token_pattern)
             except ActionTokensMissingError as e:
                 raise ModelLoadError(str(e)) from None
             self.action_token_pattern = pattern
             self._id_to_value = {tid: k for k, tid in enumerate(bin_ids)}
-            term = (self.rt2_codec.terminate_token, self.rt2_codec.continue_token) if restrict_terminate else None
+            term = (codec.terminate_token, codec.continue_token) if restrict_terminate else None
             self._allowed = rt2_allowed_ids(bin_ids, term)
-            self.openvla_codec = None
         else:
-            if openvla_vocab_size is None:
-                raise ModelLoadError(
-                    "action.format 'openvla' needs the un-padded vocabulary size (action.openvla_vocab_size)"
-                )
-            if unnorm is None:
+            if codec.stats is None:
                 raise ModelLoadError("action.format 'openvla' needs action statistics (dataset_statistics.json)")
-            unnorm_key, stats = unnorm
             try:
-                self.openvla_codec = OpenVLAActionTokenizer(
-                    int(openvla_vocab_size), stats, action_dim=stats.q01.shape[0]
-                )
-                ids = openvla_action_ids(int(openvla_vocab_size), self.openvla_codec.n_bins)
+                ids = openvla_action_ids(codec.vocab_size, codec.n_bins)
             except ValueError as e:
                 raise ModelLoadError(str(e)) from None
-            self._allowed = [ids] * self.openvla_codec.action_dim
-            self.rt2_codec = None
-            self._id_to_value = {}
-            stats_meta = {"q01": stats.q01.tolist(), "q99": stats.q99.tolist(), "mask": stats.mask.tolist()}
+            self._allowed = [ids] * codec.action_dim
         self.action_dim = len(self._allowed)
 
         out_vocab = _output_vocab_size(model)
@@ -231,17 +227,15 @@ class TransformersPolicy(Policy):
         if prompt == "cot":
             self._cot = self._make_cot_schedule()
 
-        bounds = None
-        if self.rt2_codec is not None:
-            bounds = {"low": self.rt2_codec.bounds.low.tolist(), "high": self.rt2_codec.bounds.high.tolist()}
+        described = codec.describe()
         cfg = getattr(model, "config", None)
         self.metadata = PolicyMetadata(
             action_format=action_format,
             model_id=str(model_id),
             action_dim=self.action_dim,
-            bounds=bounds,
-            unnorm_key=unnorm_key,
-            statistics=stats_meta,
+            bounds=described.get("bounds"),
+            unnorm_key=unnorm_key if action_format == "openvla" else None,
+            statistics=described.get("statistics"),
             extra={
                 "backend": "transformers",
                 "transformers_version": transformers.__version__,
@@ -282,7 +276,9 @@ class TransformersPolicy(Policy):
 
         Args:
             model_path: directory with ``config.json``, weights and processor files.
-            action_format, prompt, rt2_codec, action_token_pattern: see the class.
+            action_format: ``"rt2"`` or ``"openvla"``; the codec is built for it.
+            rt2_codec: the RT-2 codec (bounds, bins, terminate/continue values); default its defaults.
+            prompt, action_token_pattern: see the class.
             dtype: ``"fp32"``, ``"bf16"`` or ``"fp16"``.
             device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
             num_threads: torch CPU threads (process-wide ``torch.set_num_threads``); 0 = leave.
@@ -324,9 +320,9 @@ class TransformersPolicy(Policy):
         if trust_remote_code is None:
             trust_remote_code = bool(auto_map) and action_format == "openvla" and not _is_native(model_type)
 
-        unnorm = None
+        codec: ActionCodec = rt2_codec or RT2ActionTokenizer()
         if action_format == "openvla":
-            unnorm = _load_statistics(path, raw_cfg, unnorm_key or None, statistics_path or None)
+            unnorm_key, stats = _load_statistics(path, raw_cfg, unnorm_key or None, statistics_path or None)
             cfg_vocab = _openvla_vocab_from_config(raw_cfg)
             if cfg_vocab is not None:
                 if openvla_vocab_size is not None and int(openvla_vocab_size) != cfg_vocab:
@@ -335,6 +331,16 @@ class TransformersPolicy(Policy):
                         f"text_config.vocab_size - pad_to_multiple_of = {cfg_vocab}"
                     )
                 openvla_vocab_size = cfg_vocab
+            if openvla_vocab_size is None:
+                raise ModelLoadError(
+                    "action.format 'openvla' needs the un-padded vocabulary size (action.openvla_vocab_size)"
+                )
+            try:
+                codec = OpenVLAActionTokenizer(int(openvla_vocab_size), stats, action_dim=stats.q01.shape[0])
+            except ValueError as e:
+                raise ModelLoadError(str(e)) from None
+        elif action_format != "rt2":
+            raise ModelLoadError(f"action_format must be 'rt2' or 'openvla', got {action_format!r}")
 
         model = _load_model(path, raw_cfg, DTYPES[dtype], bool(trust_remote_code))
         try:
@@ -352,42 +358,13 @@ class TransformersPolicy(Policy):
             model,
             processor,
             model_id=str(path),
-            action_format=action_format,
+            codec=codec,
             prompt=prompt,
-            rt2_codec=rt2_codec,
             action_token_pattern=action_token_pattern,
-            openvla_vocab_size=openvla_vocab_size,
-            unnorm=unnorm,
+            unnorm_key=unnorm_key,
             openvla_family=openvla_family,
             **kwargs,
         )
-
-    @classmethod
-    def from_config(cls, cfg: Any, **kwargs: Any) -> "TransformersPolicy":
-        """Build from an :class:`~rt2_ros.config.RT2Config` (``policy`` and ``action``
-        sections); keyword arguments override (see :meth:`from_pretrained`).
-
-        Raises:
-            ModelLoadError: see :meth:`from_pretrained`.
-        """
-        from rt2_ros.factory import make_rt2_tokenizer
-
-        a, p = cfg.action, cfg.policy
-        args: dict[str, Any] = {
-            "action_format": a.format,
-            "prompt": p.prompt,
-            "dtype": p.dtype,
-            "device": p.device,
-            "num_threads": p.num_threads,
-            "rt2_codec": make_rt2_tokenizer(a),
-            "action_token_pattern": a.token_pattern or None,
-            "openvla_vocab_size": a.openvla_vocab_size if a.format == "openvla" else None,
-            "unnorm_key": a.unnorm_key or None,
-            "statistics_path": a.statistics_path or None,
-        }
-        args.update(kwargs)
-        model_path = args.pop("model_path", p.model_path)
-        return cls.from_pretrained(model_path, **args)
 
     def _make_cot_schedule(self) -> CotSchedule:
         tok = self.tokenizer
@@ -533,34 +510,32 @@ class TransformersPolicy(Policy):
             _sync(self.device)
             t2 = _now()
             gen = seqs[:, prompt_len:].to("cpu").tolist()
-            results = [self._decode_row(row, proc.action_start[r]) for r, row in enumerate(gen)]
-            t3 = _now()
-        timings = {"preprocess": (t1 - t0) * 1e3, "model": (t2 - t1) * 1e3, "decode": (t3 - t2) * 1e3}
-        return [
-            PolicyResult(text=text, token_ids=ids, action=action, error=err, timings_ms=dict(timings))
-            for text, ids, action, err in results
-        ]
+            timings = {"preprocess": (t1 - t0) * 1e3, "model": (t2 - t1) * 1e3, "decode": 0.0}
+            results = [self._decode_row(row, proc.action_start[r], dict(timings)) for r, row in enumerate(gen)]
+            decode_ms = (_now() - t2) * 1e3
+        for r in results:  # the batch's decode time, as the other stages
+            r.timings_ms["decode"] = decode_ms
+        return results
 
-    def _decode_row(self, gen: list[int], start: int | None) -> tuple[str, tuple[int, ...], Any, str | None]:
+    def _decode_row(self, gen: list[int], start: int | None, timings: dict[str, float]) -> PolicyResult:
+        """One generated row -> its result, decoded by the codec (:func:`result_from_output`).
+        A row that is not an action reports the whole generated text and ids."""
         n = self.action_dim
+
+        def no_action(why: str) -> PolicyResult:
+            return PolicyResult(self.tokenizer.decode(gen, skip_special_tokens=True), tuple(gen), (), why, timings)
+
         if start is None or len(gen) < start + n:
-            text = self.tokenizer.decode(gen, skip_special_tokens=True)
-            return text, tuple(gen), None, f"the model did not finish an action ({len(gen)} tokens generated)"
+            return no_action(f"the model did not finish an action ({len(gen)} tokens generated)")
         action_ids = gen[start : start + n]
         token_ids = tuple(gen[: start + n])
-        try:
-            if self.openvla_codec is not None:
-                text = " ".join(str(i) for i in action_ids)
-                return (
-                    text,
-                    token_ids,
-                    self.openvla_codec.decode(np.asarray(action_ids, dtype=np.int64), text=text),
-                    None,
-                )
-            assert self.rt2_codec is not None
+        if not isinstance(self.codec, RT2ActionTokenizer):  # OpenVLA: the codec decodes the ids
+            text = " ".join(str(i) for i in action_ids)
+            result = result_from_output(self.codec, text, token_ids, timings, action_ids=action_ids)
+        else:  # RT-2: the tokens spell integers; the codec decodes the text
             missing = [i for i in action_ids if i not in self._id_to_value]
             if missing:
-                raise ActionDecodeError(f"token ids {missing} are not action tokens")
+                return no_action(f"token ids {missing} are not action tokens")
             text = " ".join(str(self._id_to_value[i]) for i in action_ids)
             if self._cot is not None:
                 plan = self.tokenizer.decode(gen[:start], skip_special_tokens=True).strip()
@@ -569,9 +544,8 @@ class TransformersPolicy(Policy):
                 if not plan.startswith(COT_PLAN_PREFIX):
                     plan = f"{COT_PLAN_PREFIX} {plan}"
                 text = f"{plan} {text}"
-            return text, token_ids, self.rt2_codec.decode(text), None
-        except ActionDecodeError as e:
-            return self.tokenizer.decode(gen, skip_special_tokens=True), tuple(gen), None, str(e)
+            result = result_from_output(self.codec, text, token_ids, timings)
+        return no_action(result.error) if result.error is not None else result
 
     def close(self) -> None:
         """Drop the model; frees GPU memory."""

@@ -1,6 +1,6 @@
 """Remote inference: one model server for many robots.
 
-* :mod:`rt2_ros.serving.protocol` - the wire format (msgpack frames, numpy arrays as
+* :mod:`rt2_ros.remote.protocol` - the wire format (msgpack frames, numpy arrays as
   raw bytes with dtype and shape; never pickle) and request validation, shared by
   every server and the client.
 * :mod:`rt2_ros.serving.batching` - dynamic batching across concurrent clients on top
@@ -11,6 +11,6 @@
 * :mod:`rt2_ros.serving.ray_app` - the same protocol as a Ray Serve deployment, for
   several replicas behind one address (optional; needs ``ray[serve]``).
 
-The client is :class:`rt2_ros.policies.remote.RemotePolicy`. Importing this package
+The client is :class:`rt2_ros.remote.client.RemotePolicy`. Importing this package
 imports nothing heavy (no torch, no websockets).
 """

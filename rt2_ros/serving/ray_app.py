@@ -36,7 +36,6 @@ imports ray only inside its functions.
 
 # No ``from __future__ import annotations`` here: FastAPI reads the handlers' type
 # annotations (``websocket: WebSocket``) at runtime, and WebSocket is imported locally.
-import argparse
 import logging
 import os
 import signal
@@ -44,36 +43,22 @@ import sys
 import threading
 from typing import Any
 
-from rt2_ros.serving.protocol import Limits
+from rt2_ros.remote.protocol import Limits
+from rt2_ros.serving.settings import ServeSettings
 
 __all__ = ["make_deployment", "build", "run"]
 
 log = logging.getLogger("rt2_ros.serving.ray_app")
 
 
-def _namespace(args: dict[str, Any]) -> argparse.Namespace:
-    """``rt2-ros serve`` arguments (defaults filled in) from a dict of overrides."""
-    from rt2_ros.server import add_arguments
-
-    p = argparse.ArgumentParser()
-    add_arguments(p)
-    defaults = {a.dest: a.default for a in p._actions if a.dest != "help"}  # noqa: SLF001 - argparse API
-    ns = argparse.Namespace(**defaults)
-    for k, v in args.items():
-        setattr(ns, k.replace("-", "_"), v)
-    return ns
-
-
-def make_deployment(
-    serve_args: argparse.Namespace, *, num_replicas: int = 2, num_gpus: float = 0.0, num_cpus: float = 1.0
-):
+def make_deployment(settings: ServeSettings, *, num_replicas: int = 2, num_gpus: float = 0.0, num_cpus: float = 1.0):
     """The Ray Serve application: ``num_replicas`` replicas of the inference service.
 
     Args:
-        serve_args: ``rt2-ros serve`` arguments (``model`` or ``policy``, ``config``,
+        settings: ``rt2-ros serve`` settings (``model`` or ``policy``, ``config``,
             batching, limits, ``api_key_env`` / ``api_key_file``); each replica
-            builds its policy from them (:func:`rt2_ros.server.build_policy`) and
-            reads the API key in its own process.
+            builds its policy from them (:func:`rt2_ros.serving.settings.build_policy`)
+            and reads the API key in its own process.
         num_replicas: replicas behind the one address.
         num_gpus, num_cpus: Ray resources per replica (``num_gpus=1``: one GPU each).
 
@@ -91,27 +76,27 @@ def make_deployment(
         name="rt2_policy",
         num_replicas=int(num_replicas),
         ray_actor_options={"num_gpus": float(num_gpus), "num_cpus": float(num_cpus)},
-        max_ongoing_requests=int(serve_args.max_clients),
+        max_ongoing_requests=settings.max_clients,
         health_check_period_s=5.0,
     )
     @serve.ingress(app)
     class RT2Replica:
-        def __init__(self, args: argparse.Namespace):
-            from rt2_ros.server import build_policy, read_api_key
+        def __init__(self, s: ServeSettings):
             from rt2_ros.serving.service import InferenceService
+            from rt2_ros.serving.settings import build_policy, read_api_key
 
             try:
                 replica = serve.get_replica_context().replica_id.unique_id
             except Exception:  # noqa: BLE001 - older/newer Ray: any stable name will do
                 replica = str(os.getpid())
-            self.max_request_bytes = int(args.max_request_mb * 2**20)
+            self.max_request_bytes = s.max_request_bytes
             self.service = InferenceService(
-                build_policy(args),
-                api_key=read_api_key(args.api_key_env, args.api_key_file),
-                max_batch_size=args.max_batch_size,
-                max_wait_ms=args.max_wait_ms,
-                max_queue=args.max_queue,
-                limits=Limits(self.max_request_bytes, args.max_image_side),
+                build_policy(s),
+                api_key=read_api_key(s.api_key_env, s.api_key_file),
+                max_batch_size=s.max_batch_size,
+                max_wait_ms=s.max_wait_ms,
+                max_queue=s.max_queue,
+                limits=Limits(self.max_request_bytes, s.max_image_side),
                 extra_metadata={"replica": replica},
             )
 
@@ -158,7 +143,7 @@ def make_deployment(
             finally:
                 self.service.client_disconnected()
 
-    return RT2Replica.bind(serve_args)
+    return RT2Replica.bind(settings)
 
 
 def build(args: dict[str, Any]):
@@ -173,43 +158,38 @@ def build(args: dict[str, Any]):
     replicas = int(args.pop("num_replicas", 2))
     gpus = float(args.pop("num_gpus", 0.0))
     cpus = float(args.pop("num_cpus", 1.0))
-    for k in ("max_batch_size", "max_queue", "max_clients", "max_image_side"):
-        if k in args:
-            args[k] = int(args[k])
-    for k in ("max_wait_ms", "max_request_mb"):
-        if k in args:
-            args[k] = float(args[k])
-    return make_deployment(_namespace(args), num_replicas=replicas, num_gpus=gpus, num_cpus=cpus)
+    settings = ServeSettings(**{k.replace("-", "_"): v for k, v in args.items()})  # converts "8" -> 8, checks names
+    return make_deployment(settings, num_replicas=replicas, num_gpus=gpus, num_cpus=cpus)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(settings: ServeSettings) -> int:
     """``rt2-ros serve --ray-replicas N``: a local Ray instance, Serve's proxy on
-    ``args.host:args.port``, N replicas; serves until SIGINT/SIGTERM."""
+    ``settings.host:settings.port``, N replicas; serves until SIGINT/SIGTERM."""
     try:
         import ray
         from ray import serve
     except ImportError:
         print('error: --ray-replicas needs Ray Serve: pip install "ray[serve]"', file=sys.stderr)
         return 1
-    http: dict[str, Any] = {"host": args.host, "port": int(args.port)}
-    if args.tls_cert:
-        http.update(ssl_certfile=args.tls_cert, ssl_keyfile=args.tls_key or args.tls_cert)
+    http: dict[str, Any] = {"host": settings.host, "port": int(settings.port)}
+    if settings.tls_cert:
+        http.update(ssl_certfile=settings.tls_cert, ssl_keyfile=settings.tls_key or settings.tls_cert)
     ray.init(include_dashboard=False, ignore_reinit_error=True, log_to_driver=False)
     try:
         serve.start(http_options=http)
         serve.run(
             make_deployment(
-                args,
-                num_replicas=args.ray_replicas,
-                num_gpus=args.ray_gpus_per_replica,
-                num_cpus=args.ray_cpus_per_replica,
+                settings,
+                num_replicas=settings.ray_replicas,
+                num_gpus=settings.ray_gpus_per_replica,
+                num_cpus=settings.ray_cpus_per_replica,
             ),
             name="rt2",
             route_prefix="/",
         )
-        scheme = "wss" if args.tls_cert else "ws"
+        scheme = "wss" if settings.tls_cert else "ws"
         print(
-            f"rt2-ros serve: listening on {scheme}://{args.host}:{args.port} (Ray Serve, {args.ray_replicas} replicas)",
+            f"rt2-ros serve: listening on {scheme}://{settings.host}:{settings.port} (Ray Serve, {settings.ray_replicas} replicas)",
             flush=True,
         )
         stop = threading.Event()

@@ -5,7 +5,7 @@ and the API key, and turns one received frame into one reply frame
 (:meth:`InferenceService.answer`). The websocket server
 (:mod:`rt2_ros.serving.ws_server`) and the Ray Serve deployment
 (:mod:`rt2_ros.serving.ray_app`) are thin adapters around it, so both speak exactly
-the same protocol (:mod:`rt2_ros.serving.protocol`) with the same checks.
+the same protocol (:mod:`rt2_ros.remote.protocol`) with the same checks.
 """
 
 from __future__ import annotations
@@ -16,8 +16,7 @@ from typing import Any, Mapping
 
 import rt2_ros
 from rt2_ros.policies.base import Policy
-from rt2_ros.serving.batching import DynamicBatcher, Overloaded
-from rt2_ros.serving.protocol import (
+from rt2_ros.remote.protocol import (
     PROTOCOL_VERSION,
     Limits,
     ProtocolError,
@@ -28,6 +27,7 @@ from rt2_ros.serving.protocol import (
     result_frame,
     unpackb,
 )
+from rt2_ros.serving.batching import DynamicBatcher, Overloaded
 
 __all__ = ["InferenceService", "DEGRADED_AFTER_FAILURES", "HEALTH_PATH"]
 

@@ -17,7 +17,7 @@ Behaviour:
 * ``GET /healthz`` -> 200 ``{"status": "ok", ...}`` (503 ``"degraded"`` after 3
   model failures in a row); needs no key and tells nothing about the model;
 * on connect the server sends the ``metadata`` frame
-  (:func:`rt2_ros.serving.protocol.metadata_frame`);
+  (:func:`rt2_ros.remote.protocol.metadata_frame`);
 * each connection's requests are answered in order; requests of all connections
   share model calls through :class:`~rt2_ros.serving.batching.DynamicBatcher`;
 * a malformed request gets an ``error`` frame and the connection stays open; a
@@ -44,7 +44,7 @@ from websockets.http11 import Request, Response
 
 import rt2_ros
 from rt2_ros.policies.base import Policy
-from rt2_ros.serving.protocol import Limits
+from rt2_ros.remote.protocol import Limits
 from rt2_ros.serving.service import HEALTH_PATH, InferenceService
 
 __all__ = ["PolicyServer", "BackgroundServer", "make_ssl_context", "HEALTH_PATH"]
@@ -74,7 +74,7 @@ class PolicyServer:
         api_key: required key, or None for no authentication.
         max_batch_size, max_wait_ms, max_queue: see
             :class:`~rt2_ros.serving.batching.DynamicBatcher`.
-        limits: request limits (:class:`~rt2_ros.serving.protocol.Limits`).
+        limits: request limits (:class:`~rt2_ros.remote.protocol.Limits`).
         max_clients: most concurrent connections; more get HTTP 503.
         ssl: server TLS context (:func:`make_ssl_context`), or None for plain ``ws://``.
         ping_interval_s: keepalive ping interval, s (a dead peer is dropped after

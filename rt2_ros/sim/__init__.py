@@ -21,3 +21,6 @@
 
 Importing this package imports nothing heavy (no pybullet, rclpy or torch).
 """
+
+#: ``policy.backend`` of the scripted expert (``config/sim.yaml``; ``--policies scripted``).
+SCRIPTED_EXPERT = "rt2_ros.sim.expert:make_policy"

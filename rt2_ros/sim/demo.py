@@ -34,6 +34,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rt2_ros.sim import SCRIPTED_EXPERT
+
 __all__ = ["add_arguments", "run", "DEFAULT_INSTRUCTIONS", "NodeProcess"]
 
 #: Instructions the demo cycles through (the blocks are red, green and blue).
@@ -151,7 +153,7 @@ def _child_env(domain_id: int) -> dict[str, str]:
 
 def _policy_overrides(policy: str, args: argparse.Namespace) -> dict[str, Any]:
     if policy == "scripted":
-        return {"policy.backend": "scripted"}
+        return {"policy.backend": SCRIPTED_EXPERT}
     if policy == "vla":
         from rt2_ros.testing.make_model import policy_overrides
 

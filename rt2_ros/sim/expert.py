@@ -30,12 +30,20 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from rt2_ros.action_tokenizer import ActionDecodeError, RT2ActionTokenizer
+from rt2_ros.action_tokenizer import RT2ActionTokenizer, make_codec
 from rt2_ros.config import RT2Config
-from rt2_ros.policies.base import Observation, Policy, PolicyError, PolicyMetadata, PolicyResult, check_image
+from rt2_ros.policies.base import (
+    Observation,
+    Policy,
+    PolicyError,
+    PolicyMetadata,
+    PolicyResult,
+    check_image,
+    result_from_output,
+)
 from rt2_ros.sim.tasks import LIFT_HEIGHT_M, PUSH_DISTANCE_M, REACH_TOLERANCE_M, Task, check_task, parse_instruction
 
-__all__ = ["ExpertParams", "Phase", "ScriptedExpertPolicy", "DEFAULT_GROUND_TRUTH_TOPIC"]
+__all__ = ["ExpertParams", "Phase", "ScriptedExpertPolicy", "DEFAULT_GROUND_TRUTH_TOPIC", "make_policy"]
 
 DEFAULT_GROUND_TRUTH_TOPIC = "/sim/ground_truth"
 #: Distance from the panda_hand origin to the TCP along the hand's z axis [m] (panda.urdf).
@@ -152,11 +160,9 @@ class ScriptedExpertPolicy(Policy):
         std_msgs/String, published by the sim node) on its first inference; this needs
         an initialised rclpy context (the rt2 node's).
         """
-        from rt2_ros.factory import make_rt2_tokenizer
-
         if cfg.action.format != "rt2":
             raise ValueError("the scripted expert emits RT-2 action strings; set action.format: rt2")
-        codec = make_rt2_tokenizer(cfg.action)
+        codec = make_codec(cfg.action)
         if ground_truth is not None:
             return cls(codec, ground_truth, params)
         holder: dict[str, Any] = {}
@@ -226,7 +232,7 @@ class ScriptedExpertPolicy(Policy):
         t1 = self.clock()
         if self._task is None:
             err = f"scripted expert cannot do this instruction: {self._task_error}"
-            return PolicyResult("", (), None, err, {"preprocess": (t1 - t0) * 1e3, "model": 0.0, "decode": 0.0})
+            return PolicyResult("", (), (), err, {"preprocess": (t1 - t0) * 1e3, "model": 0.0, "decode": 0.0})
         try:
             plan = self._plan(self._task, gt)
         except (KeyError, ValueError, TypeError) as e:
@@ -234,14 +240,10 @@ class ScriptedExpertPolicy(Policy):
         self.steps += 1
         text = self.codec.encode(plan.delta, terminate=plan.terminate)
         t2 = self.clock()
-        try:
-            action, error = self.codec.decode(text), None
-        except ActionDecodeError as e:  # cannot happen with our own encoder; never crash
-            action, error = None, str(e)
-        t3 = self.clock()
-        tokens = action.tokens if action is not None else ()
-        timings = {"preprocess": (t1 - t0) * 1e3, "model": (t2 - t1) * 1e3, "decode": (t3 - t2) * 1e3}
-        return PolicyResult(text, tuple(tokens), action, error, timings)
+        # Decoded like any model's output (a failure, impossible with our own encoder, is "no action").
+        result = result_from_output(self.codec, text, tuple(int(t) for t in text.split()))
+        result.timings_ms.update(preprocess=(t1 - t0) * 1e3, model=(t2 - t1) * 1e3, decode=(self.clock() - t2) * 1e3)
+        return result
 
     # -- planning -------------------------------------------------------------------------------
     def _start_episode(self, instruction: str, gt: Mapping[str, Any]) -> None:
@@ -416,3 +418,14 @@ class ScriptedExpertPolicy(Policy):
         return _Plan(
             self._motion(tcp, top, R_hand, None, 0.0, max_step=prm.descend_step_m), False, Phase.DESCEND, "descend"
         )
+
+
+def make_policy(cfg: RT2Config, **kwargs: Any) -> ScriptedExpertPolicy:
+    """``policy.backend: rt2_ros.sim.expert:make_policy`` (``config/sim.yaml``): the expert,
+    fed by the simulator's ground-truth topic unless ``ground_truth=`` is given; keyword
+    arguments as :meth:`ScriptedExpertPolicy.from_config`.
+
+    Raises:
+        ValueError: ``action.format`` is not ``rt2``.
+    """
+    return ScriptedExpertPolicy.from_config(cfg, **kwargs)

@@ -20,15 +20,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import logging
-import os
 import signal
-import stat
 import sys
-from typing import Any
 
-__all__ = ["add_arguments", "run", "read_api_key", "build_policy"]
+from rt2_ros.serving.settings import ServeSettings, build_policy, read_api_key
+
+__all__ = ["add_arguments", "run"]
 
 log = logging.getLogger("rt2_ros.server")
 
@@ -83,104 +81,49 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
 
 
-def read_api_key(env_name: str | None, key_file: str | None) -> str | None:
-    """The API key from ``key_file`` (first line, stripped) or else ``$env_name``.
-
-    Returns:
-        The key, or None when neither is set.
-
-    Raises:
-        ValueError: the file is unreadable or empty.
-    """
-    if key_file:
-        try:
-            mode = os.stat(key_file).st_mode
-            with open(key_file) as f:
-                key = f.readline().strip()
-        except OSError as e:
-            raise ValueError(f"cannot read --api-key-file: {e}") from None
-        if not key:
-            raise ValueError(f"--api-key-file {key_file} is empty")
-        if mode & (stat.S_IRWXG | stat.S_IRWXO):
-            log.warning("API key file %s is readable by other users (chmod 600 it)", key_file)
-        return key
-    key = os.environ.get(env_name) if env_name else None
-    return (key.strip() or None) if key else None
-
-
-def build_policy(args: argparse.Namespace):
-    """The served policy: a local transformers backend from ``--model``, or ``--policy``'s callable.
-
-    Raises:
-        ValueError / ConfigError: bad config or arguments; ImportError: bad ``--policy``.
-    """
-    from rt2_ros.config import load_config
-
-    overrides: dict[str, Any] = {}
-    if args.device:
-        overrides["policy.device"] = args.device
-    if args.dtype:
-        overrides["policy.dtype"] = args.dtype
-    if args.model:
-        overrides.update({"policy.backend": "local", "policy.model_path": args.model})
-    cfg = load_config(args.config, overrides or None)
-    if args.model:
-        from rt2_ros.factory import make_policy
-
-        return make_policy(cfg)
-    module, _, attr = args.policy.partition(":")
-    if not module or not attr:
-        raise ValueError(f"--policy must be MODULE:CALLABLE, got {args.policy!r}")
-    factory = getattr(importlib.import_module(module), attr)
-    return factory(cfg)
-
-
 def run(args: argparse.Namespace) -> int:
     """``rt2-ros serve``: serve until SIGINT/SIGTERM; 0 on a clean stop, 1 on a start-up error."""
     logging.basicConfig(
         level=getattr(logging, args.log_level), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    from rt2_ros.serving.protocol import Limits, is_loopback
+    from rt2_ros.remote.protocol import Limits, is_loopback
     from rt2_ros.serving.ws_server import PolicyServer, make_ssl_context
 
     try:
-        api_key = read_api_key(args.api_key_env, args.api_key_file)
-        if api_key is None and not is_loopback(args.host) and not args.allow_unauthenticated:
+        settings = ServeSettings.from_mapping(vars(args))
+        api_key = read_api_key(settings.api_key_env, settings.api_key_file)
+        if api_key is None and not is_loopback(settings.host) and not settings.allow_unauthenticated:
             raise ValueError(
-                f"refusing to serve on {args.host} without an API key: set ${args.api_key_env} or "
+                f"refusing to serve on {settings.host} without an API key: set ${settings.api_key_env} or "
                 "--api-key-file (or pass --allow-unauthenticated)"
             )
-        if args.tls_key and not args.tls_cert:
-            raise ValueError("--tls-key needs --tls-cert")
-        if args.ray_replicas < 0:
-            raise ValueError("--ray-replicas must be >= 0")
     except Exception as e:  # noqa: BLE001 - any start-up failure: message, exit 1
         print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
         return 1
-    if args.ray_replicas > 0:  # each replica builds the policy and reads the key in its own process
+    if settings.ray_replicas > 0:  # each replica builds the policy and reads the key in its own process
         from rt2_ros.serving.ray_app import run as run_ray
 
-        return run_ray(args)
+        return run_ray(settings)
     try:
-        ssl_ctx = make_ssl_context(args.tls_cert, args.tls_key) if args.tls_cert else None
-        limits = Limits(int(args.max_request_mb * 2**20), args.max_image_side)
-        policy = build_policy(args)
+        ssl_ctx = make_ssl_context(settings.tls_cert, settings.tls_key) if settings.tls_cert else None
+        limits = Limits(settings.max_request_bytes, settings.max_image_side)
+        policy = build_policy(settings)
         server = PolicyServer(
             policy,
-            args.host,
-            args.port,
+            settings.host,
+            settings.port,
             api_key=api_key,
-            max_batch_size=args.max_batch_size,
-            max_wait_ms=args.max_wait_ms,
-            max_queue=args.max_queue,
+            max_batch_size=settings.max_batch_size,
+            max_wait_ms=settings.max_wait_ms,
+            max_queue=settings.max_queue,
             limits=limits,
-            max_clients=args.max_clients,
+            max_clients=settings.max_clients,
             ssl=ssl_ctx,
         )
     except Exception as e:  # noqa: BLE001 - any start-up failure: message, exit 1
         print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
         return 1
-    if not args.no_warmup:
+    if not settings.no_warmup:
         _warmup(policy)
 
     async def main() -> None:

@@ -39,7 +39,6 @@ import functools
 import json
 import logging
 import math
-import os
 import random
 import ssl as ssl_module
 import threading
@@ -49,10 +48,18 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from rt2_ros.action_tokenizer import ActionDecodeError, OpenVLAActionTokenizer, UnnormStats, select_unnorm_stats
-from rt2_ros.config import ActionConfig, RT2Config
-from rt2_ros.factory import make_rt2_tokenizer
-from rt2_ros.policies.base import Observation, Policy, PolicyError, PolicyMetadata, PolicyResult, check_image
+from rt2_ros.action_tokenizer import ActionCodec, UnnormStats, make_codec, select_unnorm_stats
+from rt2_ros.config import ActionConfig
+from rt2_ros.policies.base import (
+    Observation,
+    Policy,
+    PolicyError,
+    PolicyMetadata,
+    PolicyResult,
+    check_image,
+    result_from_output,
+)
+from rt2_ros.remote.protocol import PROTOCOL_VERSION, ProtocolError, is_loopback, packb, unpackb
 
 __all__ = ["RemotePolicy"]
 
@@ -126,8 +133,6 @@ class RemotePolicy(Policy):
         self.ping_interval_s = float(ping_interval_s)
         self.proxy = proxy
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
-        from rt2_ros.serving.protocol import is_loopback
-
         if api_key and u.scheme == "ws" and not is_loopback(u.hostname):
             log.warning(
                 "the API key goes to %s unencrypted (ws://); use wss:// (server --tls-cert) off this host", u.hostname
@@ -135,8 +140,6 @@ class RemotePolicy(Policy):
         self._ssl = ssl_module.create_default_context(cafile=ca_file) if u.scheme == "wss" else None
 
         fmt = self.action_cfg.format
-        self._rt2 = make_rt2_tokenizer(self.action_cfg) if fmt == "rt2" else None
-        self._openvla: OpenVLAActionTokenizer | None = None
         self._local_stats: UnnormStats | None = None
         if fmt == "openvla" and self.action_cfg.statistics_path:
             try:
@@ -144,11 +147,14 @@ class RemotePolicy(Policy):
                     _, self._local_stats = select_unnorm_stats(json.load(f), self.action_cfg.unnorm_key)
             except (OSError, ValueError) as e:
                 raise ValueError(f"cannot load action.statistics_path: {e}") from None
+        #: This robot's codec. OpenVLA's is rebuilt on connect with the statistics in use
+        #: (this robot's, else the server's); nothing is decoded before a connect succeeds.
+        self._codec: ActionCodec = make_codec(self.action_cfg, statistics=self._local_stats)
         #: Until connected: what this client's configuration implies. After: the server's.
         self.metadata = PolicyMetadata(
             action_format=fmt,
             model_id=f"remote:{server_url}",
-            action_dim=8 if fmt == "rt2" else 7,
+            action_dim=self._codec.tokens_per_action,
             bounds={"low": list(self.action_cfg.low), "high": list(self.action_cfg.high)} if fmt == "rt2" else None,
             unnorm_key=self.action_cfg.unnorm_key or None,
             extra={"server_url": server_url, "connected": False},
@@ -163,17 +169,6 @@ class RemotePolicy(Policy):
         self._last_error = ""
         self._timeouts_in_row = 0
         self._mismatch_warned = False
-
-    @classmethod
-    def from_config(cls, cfg: RT2Config, **kwargs: Any) -> "RemotePolicy":
-        """Build from ``policy.server_url``, ``policy.api_key_env`` (the name of the
-        environment variable holding the key; unset or empty = no key),
-        ``policy.timeout_s`` and the ``action`` section. ``kwargs`` go to the constructor."""
-        p = cfg.policy
-        key = (os.environ.get(p.api_key_env) or "").strip() if p.api_key_env else ""
-        kwargs.setdefault("api_key", key or None)
-        kwargs.setdefault("timeout_s", p.timeout_s)
-        return cls(p.server_url, cfg.action, **kwargs)
 
     # -- connection ---------------------------------------------------------------------
     @property
@@ -277,8 +272,6 @@ class RemotePolicy(Policy):
 
     def _accept_metadata(self, frame: Any) -> None:
         """Check the server's metadata frame against this robot's action configuration."""
-        from rt2_ros.serving.protocol import PROTOCOL_VERSION
-
         if not isinstance(frame, dict) or frame.get("type") != "metadata":
             raise PolicyError("server did not send its metadata frame first")
         if frame.get("protocol") != PROTOCOL_VERSION:
@@ -291,7 +284,7 @@ class RemotePolicy(Policy):
             raise PolicyError(
                 f"server model emits {md.get('action_format')!r} actions, this robot is configured for {fmt!r}"
             )
-        want_dim = 8 if fmt == "rt2" else 7
+        want_dim = self._codec.tokens_per_action
         if md.get("action_dim") not in (None, want_dim):
             raise PolicyError(f"server model emits {md.get('action_dim')} action tokens, {fmt} needs {want_dim}")
         bounds = md.get("bounds")
@@ -331,7 +324,7 @@ class RemotePolicy(Policy):
                 raise PolicyError(
                     f"server vocab_size {vocab} != action.openvla_vocab_size {self.action_cfg.openvla_vocab_size}"
                 )
-            self._openvla = OpenVLAActionTokenizer(vocab, stats)
+            self._codec = make_codec(self.action_cfg, statistics=stats, vocab_size=vocab)
         self.server_info = {"server_version": frame.get("server_version"), "batching": frame.get("batching")}
         self.limits = dict(frame.get("limits") or {})
         self.metadata = PolicyMetadata(
@@ -351,8 +344,6 @@ class RemotePolicy(Policy):
 
     def _recv(self, deadline: float) -> Any:
         from websockets.exceptions import ConnectionClosed
-
-        from rt2_ros.serving.protocol import ProtocolError, unpackb
 
         remaining = deadline - time.monotonic()
         if remaining <= 0:
@@ -395,8 +386,6 @@ class RemotePolicy(Policy):
                 connection lost, late reply, or an error reply from the server.
         """
         from websockets.exceptions import ConnectionClosed
-
-        from rt2_ros.serving.protocol import packb
 
         observations = list(observations)
         if not observations:
@@ -473,21 +462,16 @@ class RemotePolicy(Policy):
         ids = frame.get("token_ids") or []
         if not isinstance(text, str) or not isinstance(ids, list) or not all(isinstance(i, int) for i in ids):
             raise self._fail("server sent a malformed result", reconnect=False)
-        action, error = None, None
-        try:
-            if self._rt2 is not None:
-                action = self._rt2.decode(text)
-            else:
-                assert self._openvla is not None
-                tail = ids[-self._openvla.action_dim :] if len(ids) >= self._openvla.action_dim else ids
-                action = self._openvla.decode(np.asarray(tail, dtype=np.int64), text=text)
-        except ActionDecodeError as e:
-            error = str(e)
-        self._check_server_decoding(frame.get("action"), action)
-        if frame.get("action") is None and action is not None:
+        codec = self._codec
+        n = codec.horizon * codec.tokens_per_action
+        action_ids = None if codec.format == "rt2" else (ids[-n:] if len(ids) >= n else ids)
+        decoded = result_from_output(codec, text, ids, action_ids=action_ids)
+        actions, error = decoded.actions, decoded.error
+        self._check_server_decoding(frame.get("action"), decoded.action)
+        if frame.get("action") is None and actions:
             # The server found no valid action (e.g. ids that are not action tokens,
             # which the text alone cannot show): no motion, whatever the text parses to.
-            action, error = None, str(frame.get("error") or "the server reported no valid action")
+            actions, error = (), str(frame.get("error") or "the server reported no valid action")
         decode_ms = (time.perf_counter() - t0) * 1e3
         srv = frame.get("timings_ms") if isinstance(frame.get("timings_ms"), dict) else {}
         timings = {k: float(v) for k, v in srv.items() if isinstance(v, (int, float))}
@@ -495,7 +479,7 @@ class RemotePolicy(Policy):
         timings["decode"] = timings.get("decode", 0.0) + decode_ms
         timings["server"] = max(0.0, server_ms - sum(v for k, v in srv.items() if isinstance(v, (int, float))))
         timings["network"] = max(0.0, rtt_ms - server_ms)
-        return PolicyResult(text=text, token_ids=tuple(ids), action=action, error=error, timings_ms=timings)
+        return PolicyResult(text=text, token_ids=tuple(ids), actions=actions, error=error, timings_ms=timings)
 
     def _check_server_decoding(self, server_action: Any, action: Any) -> None:
         """Warn once when the server decoded differently (its configuration differs)."""

@@ -19,7 +19,7 @@ Frames (``type`` field):
   ``{"type": "error", "id": int or None, "code": str, "message": str}``
 
 The ``action`` in a result is the server's own decoding, for logs and non-Python
-clients; :class:`rt2_ros.policies.remote.RemotePolicy` decodes ``text`` /
+clients; :class:`rt2_ros.remote.client.RemotePolicy` decodes ``text`` /
 ``token_ids`` again with its own codec and does not use it.
 
 Depends on numpy and msgpack only (no websockets), so a server on another
