@@ -3,7 +3,7 @@
 1. ``jitter``: servo-stream period (p50 / p99 / max) while a model runs in the same
    process. The rt2 node, a camera (224x224 at 15 Hz) and a probe subscriber run in
    one process on one ``MultiThreadedExecutor`` with the node's GIL switch interval,
-   as ``python -m rt2_ros.node`` does (``--switch-interval`` to compare).
+   as ``python -m rt2_ros.ros.node`` does (``--switch-interval`` to compare).
    Reported twice: from the twist stamps (when the servo timer fired) and from the
    probe's arrival times (timer + DDS + the probe's callback).
 2. ``overhead``: node time per inference step *excluding the model forward*, at
@@ -51,9 +51,9 @@ from sensor_msgs.msg import Image  # noqa: E402
 
 from rt2_ros.config import RT2Config  # noqa: E402
 from rt2_ros.factory import make_rt2_tokenizer  # noqa: E402
-from rt2_ros.node import GIL_SWITCH_INTERVAL_S, Rt2Node  # noqa: E402
 from rt2_ros.policies.base import Policy, PolicyMetadata, PolicyResult, check_image  # noqa: E402
-from rt2_ros.ros_conversions import rgb_to_image_msg  # noqa: E402
+from rt2_ros.ros.conversions import rgb_to_image_msg  # noqa: E402
+from rt2_ros.ros.node import GIL_SWITCH_INTERVAL_S, Rt2Node  # noqa: E402
 
 
 def _pct(x, q):

@@ -1,6 +1,6 @@
 """The control loop core: observations and instructions in, servo commands out.
 
-The rclpy node (``rt2_ros.node``) is a thin shell around :class:`Controller`: it
+The rclpy node (``rt2_ros.ros.node``) is a thin shell around :class:`Controller`: it
 converts messages, calls these methods from its callbacks, and publishes what they
 return. ROS-free and clock-agnostic (every method takes ``now_s``); thread-safe, so
 :meth:`Controller.step` (the model, slow) runs on a worker thread while

@@ -27,7 +27,7 @@ declared typed, with ranges and descriptions, read-only (validated once at start
 
 Run without ``ros2 launch``::
 
-    python -m rt2_ros.node --ros-args --params-file config/rt2.yaml -p policy.model_path:=/path/to/model
+    python -m rt2_ros.ros.node --ros-args --params-file config/rt2.yaml -p policy.model_path:=/path/to/model
 """
 
 from __future__ import annotations
@@ -60,8 +60,9 @@ from rt2_ros.config import ConfigError, RT2Config, config_from_flat, config_to_f
 from rt2_ros.controller import Controller, StepOutcome
 from rt2_ros.episode import EpisodeState
 from rt2_ros.motion import Twist
+from rt2_ros.overlay import MarkerAnchor, draw_overlay, status_lines
 from rt2_ros.policies.base import Policy
-from rt2_ros.ros_conversions import (
+from rt2_ros.ros.conversions import (
     compressed_msg_to_rgb,
     image_msg_to_rgb,
     import_rt2_msgs,
@@ -72,8 +73,8 @@ from rt2_ros.ros_conversions import (
     transition_to_episode_msg,
     twist_to_msg,
 )
-from rt2_ros.servo_client import ServoClient
-from rt2_ros.visualization import MarkerAnchor, draw_overlay, make_marker_array, status_lines
+from rt2_ros.ros.markers import make_marker_array
+from rt2_ros.ros.servo_client import ServoClient
 
 __all__ = [
     "Rt2Node",
