@@ -179,7 +179,7 @@ def bench_jitter(args) -> dict:
         lat: list[float] = []
         t_end = time.monotonic() + args.seconds
         while time.monotonic() < t_end:
-            o = node._last_outcome
+            o = node.last_outcome
             if o is not None and o.result is not None and (not lat or lat[-1] != o.latency_ms):
                 lat.append(o.latency_ms)
             time.sleep(0.01)
@@ -231,7 +231,7 @@ def bench_overhead(args) -> dict:
             for i in range(args.steps + 20):
                 msg.header.stamp = node.get_clock().now().to_msg()
                 a = time.perf_counter()
-                node._on_image(msg)  # the image callback: message -> RGB -> controller
+                node.camera.on_image(msg)  # the image callback: message -> RGB -> controller
                 b = time.perf_counter()
                 node.run_step(node.now_s())  # the control step and its publications
                 c = time.perf_counter()

@@ -1,16 +1,33 @@
-"""``visualization_msgs/MarkerArray`` for RViz: velocity arrows and the status text (rclpy shell).
+"""What the rt2 node shows in RViz: ``MarkerArray`` (velocity arrows, status text) and the annotated image.
 
-The geometry and text come from the ROS-free :mod:`rt2_ros.overlay`.
+The geometry, text and image overlay come from the ROS-free :mod:`rt2_ros.overlay`.
 """
 
 from __future__ import annotations
 
+from typing import Any, Callable
+
+import numpy as np
 from geometry_msgs.msg import Point
+from rclpy.node import Node
+from rclpy.qos import QoSProfile
+from sensor_msgs.msg import Image
 from visualization_msgs.msg import Marker, MarkerArray
 
-from rt2_ros.overlay import ANGULAR_ARROW_M_PER_RADPS, LINEAR_ARROW_S, MarkerAnchor, arrow_endpoints
+from rt2_ros.config import RT2Config
+from rt2_ros.controller import Controller, StepOutcome
+from rt2_ros.motion import Twist
+from rt2_ros.overlay import (
+    ANGULAR_ARROW_M_PER_RADPS,
+    LINEAR_ARROW_S,
+    MarkerAnchor,
+    arrow_endpoints,
+    draw_overlay,
+    status_lines,
+)
+from rt2_ros.ros.conversions import rgb_to_image_msg
 
-__all__ = ["make_marker_array"]
+__all__ = ["make_marker_array", "NodeVisuals"]
 
 
 def make_marker_array(
@@ -56,3 +73,67 @@ def make_marker_array(
     t.text = "\n".join(lines)
     out.markers.append(t)
     return out
+
+
+class NodeVisuals:
+    """The rt2 node's displays: ``MarkerArray`` on ``topics.markers`` and the annotated
+    camera image on ``topics.annotated_image`` (only built while someone subscribes).
+
+    Args:
+        node: the rt2 node (owns the publishers).
+        cfg: the whole configuration.
+        controller: read for the episode status.
+        warn_once: ``(key, text)`` logs a warning once per key.
+    """
+
+    def __init__(self, node: Node, cfg: RT2Config, controller: Controller, warn_once: Callable[[str, str], None]):
+        self.cfg, self.controller, self._warn_once = cfg, controller, warn_once
+        self.marker_pub = node.create_publisher(MarkerArray, cfg.topics.markers, 10)
+        # Reliable (depth 2): matches both reliable (RViz's default) and best-effort subscribers.
+        self.annotated_pub = node.create_publisher(Image, cfg.topics.annotated_image, QoSProfile(depth=2))
+        self.last_outcome: StepOutcome | None = None
+
+    def status_text(self, twist: Twist | None = None) -> list[str]:
+        """Instruction, step, state, latency, last rejection and ``twist`` (see :func:`status_lines`)."""
+        o = self.last_outcome
+        ep = self.controller.episode_info()
+        return status_lines(
+            ep.instruction,
+            ep.step,
+            ep.state.name.lower() + (f" ({ep.reason.value})" if ep.reason else ""),
+            o.latency_ms if o is not None and o.result is not None else None,
+            o.rejected if o is not None else None,
+            None if twist is None else twist.linear,
+            None if twist is None else twist.angular,
+        )
+
+    def publish_markers(self, anchor: MarkerAnchor | None, twist: Twist, stamp, stopped: bool) -> None:
+        """Arrows from ``anchor`` (default: the command frame's origin) and the status text."""
+        if self.marker_pub.get_subscription_count() == 0:
+            return
+        anchor = anchor or MarkerAnchor.at_command_frame(self.cfg.frames.command_frame)
+        lines = self.status_text(twist)
+        if self.controller.stop_reasons and stopped:
+            lines.append("stop: " + ", ".join(self.controller.stop_reasons))
+        self.marker_pub.publish(make_marker_array(anchor, twist.linear, twist.angular, lines, stamp))
+
+    def publish_annotated(self, image: tuple[np.ndarray, Any, str] | None, o: StepOutcome) -> None:
+        """The newest camera image ``(rgb, stamp msg, frame_id)`` with the status and the
+        step's velocity bars (red frame when the arm is held still)."""
+        if image is None or self.annotated_pub.get_subscription_count() == 0:
+            return
+        img, img_stamp, frame = image
+        s = self.cfg.safety
+        try:
+            out = draw_overlay(
+                img,
+                self.status_text(o.twist),
+                o.twist.linear,
+                o.twist.angular,
+                s.max_linear_speed_mps,
+                s.max_angular_speed_radps,
+                stopped=o.twist.is_zero,
+            )
+            self.annotated_pub.publish(rgb_to_image_msg(out, img_stamp, frame))
+        except ValueError as e:
+            self._warn_once("annotate", f"cannot annotate the image: {e}")
