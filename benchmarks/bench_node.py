@@ -3,7 +3,7 @@
 1. ``jitter``: servo-stream period (p50 / p99 / max) while a model runs in the same
    process. The rt2 node, a camera (224x224 at 15 Hz) and a probe subscriber run in
    one process on one ``MultiThreadedExecutor`` with the node's GIL switch interval,
-   as ``python -m rt2_ros.node`` does (``--switch-interval`` to compare).
+   as ``python -m rt2_ros.ros.node`` does (``--switch-interval`` to compare).
    Reported twice: from the twist stamps (when the servo timer fired) and from the
    probe's arrival times (timer + DDS + the probe's callback).
 2. ``overhead``: node time per inference step *excluding the model forward*, at
@@ -51,9 +51,9 @@ from sensor_msgs.msg import Image  # noqa: E402
 
 from rt2_ros.action_tokenizer import make_codec  # noqa: E402
 from rt2_ros.config import RT2Config  # noqa: E402
-from rt2_ros.node import GIL_SWITCH_INTERVAL_S, Rt2Node  # noqa: E402
 from rt2_ros.policies.base import Policy, PolicyMetadata, PolicyResult, check_image  # noqa: E402
-from rt2_ros.ros_conversions import rgb_to_image_msg  # noqa: E402
+from rt2_ros.ros.conversions import rgb_to_image_msg  # noqa: E402
+from rt2_ros.ros.node import GIL_SWITCH_INTERVAL_S, Rt2Node  # noqa: E402
 
 
 def _pct(x, q):
@@ -179,7 +179,7 @@ def bench_jitter(args) -> dict:
         lat: list[float] = []
         t_end = time.monotonic() + args.seconds
         while time.monotonic() < t_end:
-            o = node._last_outcome
+            o = node.last_outcome
             if o is not None and o.result is not None and (not lat or lat[-1] != o.latency_ms):
                 lat.append(o.latency_ms)
             time.sleep(0.01)
@@ -231,7 +231,7 @@ def bench_overhead(args) -> dict:
             for i in range(args.steps + 20):
                 msg.header.stamp = node.get_clock().now().to_msg()
                 a = time.perf_counter()
-                node._on_image(msg)  # the image callback: message -> RGB -> controller
+                node.camera.on_image(msg)  # the image callback: message -> RGB -> controller
                 b = time.perf_counter()
                 node.run_step(node.now_s())  # the control step and its publications
                 c = time.perf_counter()

@@ -141,8 +141,8 @@ def _vla_halts(world, model: str, n: int, cap: str) -> dict:
     """Episodes (of ``n``) of the test model in which Servo reported a halt code."""
     from rt2_ros.controller import Controller
     from rt2_ros.factory import make_policy
+    from rt2_ros.servo_interface import StatusCode
     from rt2_ros.sim.inprocess import run_episode
-    from rt2_ros.sim.servo_standin import StatusCode
     from rt2_ros.sim.settings import load_sim_settings
     from rt2_ros.testing.make_model import policy_overrides
 

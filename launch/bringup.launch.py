@@ -10,7 +10,7 @@ Every parameter lives in the params file (default: the package's ``config/rt2.ya
 the launch arguments below override single parameters, and an empty argument leaves
 the file's value alone. Without ``ros2 launch`` the same node starts with::
 
-    python -m rt2_ros.node --ros-args --params-file config/rt2.yaml -p policy.model_path:=/models/my_rt2
+    python -m rt2_ros.ros.node --ros-args --params-file config/rt2.yaml -p policy.model_path:=/models/my_rt2
 
 Only the standard ``launch`` / ``launch_ros`` API is used.
 """

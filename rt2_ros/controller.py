@@ -1,6 +1,6 @@
 """The control loop core: observations and instructions in, servo commands out.
 
-The rclpy node (``rt2_ros.node``) is a thin shell around :class:`Controller`: it
+The rclpy node (``rt2_ros.ros.node``) is a thin shell around :class:`Controller`: it
 converts messages, calls these methods from its callbacks, and publishes what they
 return. ROS-free and clock-agnostic (every method takes ``now_s``); thread-safe, so
 :meth:`Controller.step` (the model, slow) runs on a worker thread while
@@ -24,13 +24,13 @@ import numpy as np
 
 from rt2_ros.action_tokenizer import Action, make_codec
 from rt2_ros.config import RT2Config
-from rt2_ros.episode import Episode, EpisodeState, Transition
+from rt2_ros.episode import EndReason, Episode, EpisodeState, Transition
 from rt2_ros.motion import Twist, delta_to_twist, gripper_command
 from rt2_ros.policies.base import Policy, PolicyError, PolicyResult, check_image
 from rt2_ros.policies.prompts import check_instruction
 from rt2_ros.safety import MAX_FUTURE_S, SafetyEnvelope, ServoCommand
 
-__all__ = ["Controller", "StepOutcome"]
+__all__ = ["Controller", "StepOutcome", "EpisodeInfo"]
 
 log = logging.getLogger("rt2_ros.controller")
 
@@ -61,6 +61,25 @@ class StepOutcome:
     rejected: str | None
     transitions: tuple[Transition, ...]
     latency_ms: float
+
+
+@dataclasses.dataclass(frozen=True)
+class EpisodeInfo:
+    """A consistent snapshot of the current (or last) episode, for status displays.
+
+    Attributes:
+        episode_id: 0 before the first episode.
+        instruction: its instruction ("" before the first).
+        step: actions taken.
+        state: idle, running or finished.
+        reason: why it finished (None while running or idle).
+    """
+
+    episode_id: int
+    instruction: str
+    step: int
+    state: EpisodeState
+    reason: EndReason | None
 
 
 class Controller:
@@ -329,3 +348,24 @@ class Controller:
     @property
     def state(self) -> EpisodeState:
         return self.episode.state
+
+    @property
+    def running(self) -> bool:
+        """An episode is running."""
+        return self.episode.running
+
+    @property
+    def estop_engaged(self) -> bool:
+        """The emergency stop is latched (cleared only by :meth:`set_estop` False)."""
+        return self.envelope.estop_engaged
+
+    @property
+    def stop_reasons(self) -> tuple[str, ...]:
+        """Why the envelope last forced a stop (e.g. ``("e_stop",)``); empty if it did not."""
+        return self.last_stop_reasons
+
+    def episode_info(self) -> EpisodeInfo:
+        """The current (or last) episode's id, instruction, step, state and end reason."""
+        with self._lock:
+            ep = self.episode
+            return EpisodeInfo(ep.episode_id, ep.instruction, ep.step, ep.state, ep.reason)

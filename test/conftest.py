@@ -14,10 +14,10 @@ for p in (str(TEST_DIR),):
     if p not in sys.path:
         sys.path.insert(0, p)
 
-# Nodes under test run in this process as rt2_ros.node.main() runs them: with a 1 ms
+# Nodes under test run in this process as rt2_ros.ros.node.main() runs them: with a 1 ms
 # GIL switch interval, so the servo timer thread is not starved by the test's own
 # threads (camera streamers, collectors, executors).
-from rt2_ros.node import GIL_SWITCH_INTERVAL_S  # noqa: E402
+from rt2_ros.servo_stream import GIL_SWITCH_INTERVAL_S  # noqa: E402
 
 sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
 

@@ -1,4 +1,4 @@
-"""Run rt2_ros.node.main() with the scripted test policy (a child process in tests).
+"""Run rt2_ros.ros.node.main() with the scripted test policy (a child process in tests).
 
 Usage: python test/run_scripted_node.py [--ros-args ...]. The model texts come from
 RT2_TEST_TEXTS ("|"-separated; default: +1 cm along x per step).
@@ -14,7 +14,7 @@ from scripted_policy import ScriptedTextPolicy  # noqa: E402
 
 from rt2_ros.action_tokenizer import make_codec  # noqa: E402
 from rt2_ros.config import RT2Config  # noqa: E402
-from rt2_ros.node import main  # noqa: E402
+from rt2_ros.ros.node import main  # noqa: E402
 
 if __name__ == "__main__":
     cfg = RT2Config()

@@ -103,7 +103,7 @@ def test_started_executables_are_installed(tree):
         assert exe in _installed_programs(), f"{exe} is not installed by CMakeLists.txt install(PROGRAMS ...)"
         script = ROOT / "scripts" / exe
         assert script.is_file() and os.access(script, os.X_OK), f"scripts/{exe} missing or not executable"
-        assert "rt2_ros.node import main" in script.read_text()
+        assert "rt2_ros.ros.node import main" in script.read_text()
     others = {_kw(n, "package").value for n in nodes} - {"rt2_ros"}
     assert others <= {"rviz2"}, others
     assert "rviz2" in (ROOT / "package.xml").read_text()

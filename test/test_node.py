@@ -38,8 +38,8 @@ from visualization_msgs.msg import Marker, MarkerArray
 from rt2_ros.action_tokenizer import make_codec
 from rt2_ros.config import RT2Config
 from rt2_ros.motion import delta_to_twist, gripper_command
-from rt2_ros.node import ZERO_BURST_S, Rt2Node
-from rt2_ros.ros_conversions import import_rt2_msgs
+from rt2_ros.ros.conversions import import_rt2_msgs
+from rt2_ros.ros.node import ZERO_BURST_S, Rt2Node
 
 msgs = import_rt2_msgs()
 RUNNING, FINISHED = msgs.EpisodeStatus.STATE_RUNNING, msgs.EpisodeStatus.STATE_FINISHED

@@ -1,4 +1,4 @@
-"""The rt2 node with a real model: ``python -m rt2_ros.node`` running the tiny test model
+"""The rt2 node with a real model: ``python -m rt2_ros.ros.node`` running the tiny test model
 (random-weight PaliGemma architecture, rt2_ros.testing.make_model) in its own process,
 driven over DDS by this test's camera and instruction."""
 
@@ -26,7 +26,7 @@ from ros_helpers import (
 )
 from std_msgs.msg import String
 
-from rt2_ros.ros_conversions import import_rt2_msgs
+from rt2_ros.ros.conversions import import_rt2_msgs
 
 ROOT = Path(__file__).resolve().parent.parent
 msgs = import_rt2_msgs()
@@ -55,7 +55,7 @@ def test_tiny_model_node_process_publishes_actions_and_a_steady_servo_stream(tin
         cmd = [
             sys.executable,
             "-m",
-            "rt2_ros.node",
+            "rt2_ros.ros.node",
             "--ros-args",
             "--params-file",
             str(ROOT / "config" / "rt2.yaml"),

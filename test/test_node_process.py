@@ -25,8 +25,8 @@ from std_msgs.msg import String
 
 from rt2_ros.action_tokenizer import make_codec
 from rt2_ros.config import RT2Config
-from rt2_ros.node import Rt2Node
-from rt2_ros.ros_conversions import import_rt2_msgs
+from rt2_ros.ros.conversions import import_rt2_msgs
+from rt2_ros.ros.node import Rt2Node
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_DIR = Path(__file__).resolve().parent
@@ -126,7 +126,7 @@ def test_node_process_runs_and_sends_a_zero_twist_on_ctrl_c():
 )
 def test_python_m_node_rejects_bad_parameters_with_exit_code_2(args, needle):
     p = subprocess.run(
-        [sys.executable, "-m", "rt2_ros.node", "--ros-args", *args],
+        [sys.executable, "-m", "rt2_ros.ros.node", "--ros-args", *args],
         cwd=str(ROOT),
         env=ros_env(),
         capture_output=True,

@@ -35,8 +35,8 @@ from std_srvs.srv import SetBool, Trigger
 
 from rt2_ros.action_tokenizer import make_codec
 from rt2_ros.config import ConfigError, RT2Config, flat_fields
-from rt2_ros.node import ZERO_BURST_S, Rt2Node
-from rt2_ros.ros_conversions import import_rt2_msgs
+from rt2_ros.ros.conversions import import_rt2_msgs
+from rt2_ros.ros.node import ZERO_BURST_S, Rt2Node
 
 msgs = import_rt2_msgs()
 RUNNING, FINISHED = msgs.EpisodeStatus.STATE_RUNNING, msgs.EpisodeStatus.STATE_FINISHED

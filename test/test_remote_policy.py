@@ -285,7 +285,7 @@ def test_node_publishes_zero_twists_when_the_server_dies_and_moves_again_when_it
     )
     from std_msgs.msg import String
 
-    from rt2_ros.node import Rt2Node
+    from rt2_ros.ros.node import Rt2Node
 
     period, timeout = 0.1, 0.3
     proc, url = serve_subprocess("--policy", "remote_fakes:make_image_policy", "--no-warmup")

@@ -16,8 +16,9 @@ from rt2_ros.config import RT2Config
 from rt2_ros.controller import StepOutcome
 from rt2_ros.episode import EndReason, EpisodeState, Transition
 from rt2_ros.motion import Twist
+from rt2_ros.overlay import MarkerAnchor, arrow_endpoints, draw_overlay, status_lines
 from rt2_ros.policies.base import PolicyResult
-from rt2_ros.ros_conversions import (
+from rt2_ros.ros.conversions import (
     MAX_IMAGE_PIXELS,
     compressed_msg_to_rgb,
     image_msg_to_rgb,
@@ -29,7 +30,7 @@ from rt2_ros.ros_conversions import (
     transition_to_episode_msg,
     twist_to_msg,
 )
-from rt2_ros.visualization import MarkerAnchor, arrow_endpoints, draw_overlay, make_marker_array, status_lines
+from rt2_ros.ros.markers import make_marker_array
 
 
 def _rgb(h=4, w=5, seed=1):

@@ -92,7 +92,7 @@ def test_mcap_recording_round_trips_through_a_ros2_decoder(tmp_path):
     from rclpy.serialization import serialize_message
     from sensor_msgs.msg import Image
 
-    from rt2_ros.ros_conversions import import_rt2_msgs
+    from rt2_ros.ros.conversions import import_rt2_msgs
     from rt2_ros.sim.recording import McapRecorder, message_definition
 
     msgs = import_rt2_msgs()

@@ -11,7 +11,8 @@ import pytest
 
 pytest.importorskip("pybullet")
 
-from rt2_ros.sim.servo_standin import HUMBLE_CODE, CommandType, ServoParams, StatusCode  # noqa: E402
+from rt2_ros.servo_interface import HUMBLE_CODE, CommandType, StatusCode  # noqa: E402
+from rt2_ros.sim.servo_standin import ServoParams  # noqa: E402
 from rt2_ros.sim.world import SimWorld  # noqa: E402
 
 

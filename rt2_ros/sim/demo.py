@@ -1,7 +1,7 @@
 """``rt2-ros demo``: the closed loop without a robot, over real ROS 2 DDS.
 
 Starts the simulation (``python -m rt2_ros.sim.sim_node``) and, per policy, the rt2
-node (``python -m rt2_ros.node``) as separate processes on a private DDS domain,
+node (``python -m rt2_ros.ros.node``) as separate processes on a private DDS domain,
 then runs episodes through them from its own node (:mod:`rt2_ros.sim.driver_node`):
 reset (``/rt2/reset`` -> ``/sim/reset``, a new randomised layout), instruction on
 ``/rt2/instruction``, episode followed on ``/rt2/episode`` until it ends. Policies:
@@ -284,7 +284,12 @@ def run(args: argparse.Namespace) -> int:
         for policy in policies:
             node = NodeProcess(
                 f"rt2_node ({policy})",
-                [sys.executable, "-m", "rt2_ros.node", *_ros_args("rt2_node", [rt2_yaml, sim_yaml], overrides[policy])],
+                [
+                    sys.executable,
+                    "-m",
+                    "rt2_ros.ros.node",
+                    *_ros_args("rt2_node", [rt2_yaml, sim_yaml], overrides[policy]),
+                ],
                 env,
                 logs / f"rt2_node_{policy}.log",
             )

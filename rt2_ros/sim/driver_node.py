@@ -24,7 +24,7 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
-from rt2_ros.ros_conversions import image_msg_to_rgb, import_rt2_msgs
+from rt2_ros.ros.conversions import image_msg_to_rgb, import_rt2_msgs
 from rt2_ros.sim.report import EpisodeRecord
 
 __all__ = ["DemoDriver", "RECORD_TOPICS", "EpisodeTimeout"]

@@ -33,25 +33,22 @@ interface and follows its rules, read from moveit/moveit2 ``moveit_ros/moveit_se
   joint, ``halt_all_joints_in_cartesian_mode: true``; status JOINT_BOUND).
 * No collision checking (status codes 4/5 are never produced).
 
-Status codes differ between generations: :class:`StatusCode` is Jazzy's numbering
-(moveit_msgs/ServoStatus.code); :data:`HUMBLE_CODE` maps to Humble's (std_msgs/Int8).
+Status codes, command types and their per-generation numbering are shared with the
+rt2 node's client: :mod:`rt2_ros.servo_interface`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import enum
 import logging
 import math
 from typing import Protocol
 
 import numpy as np
 
+from rt2_ros.servo_interface import STATUS_MESSAGE, CommandType, StatusCode
+
 __all__ = [
-    "StatusCode",
-    "CommandType",
-    "HUMBLE_CODE",
-    "STATUS_MESSAGE",
     "ServoParams",
     "ArmModel",
     "ServoOutput",
@@ -59,52 +56,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("rt2_ros.sim.servo")
-
-
-class StatusCode(enum.IntEnum):
-    """MoveIt Servo status codes, Jazzy numbering (``utils/datatypes.hpp``)."""
-
-    INVALID = -1
-    NO_WARNING = 0
-    DECELERATE_FOR_APPROACHING_SINGULARITY = 1
-    HALT_FOR_SINGULARITY = 2
-    DECELERATE_FOR_LEAVING_SINGULARITY = 3
-    DECELERATE_FOR_COLLISION = 4
-    HALT_FOR_COLLISION = 5
-    JOINT_BOUND = 6
-
-
-#: Jazzy code -> Humble's number for the same condition (``status_codes.h``).
-HUMBLE_CODE: dict[StatusCode, int] = {
-    StatusCode.INVALID: -1,
-    StatusCode.NO_WARNING: 0,
-    StatusCode.DECELERATE_FOR_APPROACHING_SINGULARITY: 1,
-    StatusCode.HALT_FOR_SINGULARITY: 2,
-    StatusCode.DECELERATE_FOR_COLLISION: 3,
-    StatusCode.HALT_FOR_COLLISION: 4,
-    StatusCode.JOINT_BOUND: 5,
-    StatusCode.DECELERATE_FOR_LEAVING_SINGULARITY: 6,
-}
-
-#: Status messages, as MoveIt's ``SERVO_STATUS_CODE_MAP``.
-STATUS_MESSAGE: dict[StatusCode, str] = {
-    StatusCode.INVALID: "Invalid",
-    StatusCode.NO_WARNING: "No warnings",
-    StatusCode.DECELERATE_FOR_APPROACHING_SINGULARITY: "Moving closer to a singularity, decelerating",
-    StatusCode.HALT_FOR_SINGULARITY: "Very close to a singularity, emergency stop",
-    StatusCode.DECELERATE_FOR_LEAVING_SINGULARITY: "Moving away from a singularity, decelerating",
-    StatusCode.DECELERATE_FOR_COLLISION: "Close to a collision, decelerating",
-    StatusCode.HALT_FOR_COLLISION: "Collision detected, emergency stop",
-    StatusCode.JOINT_BOUND: "Close to a joint bound (position or velocity), halting",
-}
-
-
-class CommandType(enum.IntEnum):
-    """``moveit_msgs/srv/ServoCommandType`` values."""
-
-    JOINT_JOG = 0
-    TWIST = 1
-    POSE = 2
 
 
 @dataclasses.dataclass

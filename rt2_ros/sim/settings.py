@@ -1,22 +1,111 @@
-"""``config/sim.yaml`` for code that runs without ROS (the in-process loop, the demo). ROS-free.
+"""The simulation's parameters: the schemas of its nodes and ``config/sim.yaml``. ROS-free.
 
-The file is a ROS 2 parameters file with one section per node (``rt2_node``,
-``rt2_sim``, ``servo_node``); here its sections become plain dicts, the ``rt2_node``
-one flattened to dotted names that :func:`rt2_ros.config.load_config` takes as
-overrides.
+:class:`SimNodeParams` (node ``rt2_sim``) and :class:`ServoNodeParams` (node
+``servo_node``, declared under ``moveit_servo.``) are the schemas the sim nodes declare
+as typed, ranged, described ROS parameters (:mod:`rt2_ros.ros.params`).
+
+``config/sim.yaml`` is a ROS 2 parameters file with one section per node (``rt2_node``,
+``rt2_sim``, ``servo_node``); for code that runs without ROS (the in-process loop, the
+demo) its sections become plain dicts here, the ``rt2_node`` one flattened to dotted
+names that :func:`rt2_ros.config.load_config` takes as overrides.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field
 
 from rt2_ros.config import ConfigError, RT2Config, default_config_path, load_config
 
-__all__ = ["SimSettings", "default_sim_config_path", "load_sim_settings", "flatten"]
+__all__ = [
+    "SimSettings",
+    "SimNodeParams",
+    "ServoNodeParams",
+    "SERVO_PARAM_PREFIX",
+    "default_sim_config_path",
+    "load_sim_settings",
+    "flatten",
+]
+
+#: ``servo_node`` declares :class:`ServoNodeParams` under this prefix, as moveit_servo does.
+SERVO_PARAM_PREFIX = "moveit_servo."
+
+
+class _Params(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CameraParams(_Params):
+    rate_hz: float = Field(10.0, gt=0, description="camera frames per second [Hz]")
+    width: int = Field(224, ge=1, description="image width [px]")
+    height: int = Field(224, ge=1, description="image height [px]")
+    frame_id: str = Field("camera_color_optical_frame", description="header.frame_id of the images")
+    shadows: bool = Field(False, description="render shadows (doubles the render time)")
+
+
+class SimTopicsParams(_Params):
+    image: str = Field("/camera/image_raw", description="sensor_msgs/Image rgb8 out")
+    camera_info: str = Field("/camera/camera_info", description="sensor_msgs/CameraInfo out")
+    joint_states: str = Field("/joint_states", description="sensor_msgs/JointState out")
+    ee_pose: str = Field("/rt2/ee_pose", description="geometry_msgs/PoseStamped of panda_hand in panda_link0 out")
+    gripper: str = Field("/rt2/gripper_command", description="std_msgs/Float64 in [0 closed, 1 open] in")
+    instruction: str = Field("/rt2/instruction", description="std_msgs/String instruction in (the task to check)")
+    ground_truth: str = Field("/sim/ground_truth", description="std_msgs/String JSON ground truth out")
+
+
+class SimServoParams(_Params):
+    namespace: str = Field("/servo_node", description="full name of the MoveIt Servo stand-in node")
+    distro: Literal["auto", "jazzy", "humble"] = Field(
+        "auto", description="Servo interface generation (auto: jazzy with moveit_msgs, else humble)"
+    )
+
+
+class SimNodeParams(_Params):
+    """Parameters of the ``rt2_sim`` node (same names as ``config/sim.yaml``)."""
+
+    seed: int = Field(0, description="seed of the first layout; every reset uses the next one")
+    blocks: list[str] = Field(["red", "green", "blue"], description="colours of the blocks on the table")
+    camera: CameraParams = CameraParams()
+    topics: SimTopicsParams = SimTopicsParams()
+    reset_service: str = Field("/sim/reset", description="std_srvs/Trigger: new layout, arm home, gripper open")
+    servo: SimServoParams = SimServoParams()
+
+
+class ServoScaleParams(_Params):
+    linear: float = Field(0.4, description="scale of unitless linear input [m/s]")
+    rotational: float = Field(0.8, description="scale of unitless angular input [rad/s]")
+
+
+class ServoNodeParams(_Params):
+    """MoveIt Servo's parameters the stand-in reads (names of moveit_servo's
+    ``servo_parameters.yaml``, declared under :data:`SERVO_PARAM_PREFIX`)."""
+
+    planning_frame: str = Field("panda_link0", description="frame the Jacobian is expressed in")
+    ee_frame: str = Field("panda_hand", description="the controlled frame")
+    robot_link_command_frame: str = Field("panda_link0", description="frame of twists with an empty frame_id (Humble)")
+    publish_period: float = Field(0.034, gt=0, description="Servo loop period [s]")
+    incoming_command_timeout: float = Field(0.1, gt=0, description="a twist this old is stale: halt [s]")
+    command_in_type: Literal["speed_units", "unitless"] = Field(
+        "speed_units", description="speed_units: m/s and rad/s; unitless: [-1, 1] times scale"
+    )
+    scale: ServoScaleParams = ServoScaleParams()
+    lower_singularity_threshold: float = Field(
+        17.0, gt=0, description="Jacobian condition number where deceleration starts"
+    )
+    hard_stop_singularity_threshold: float = Field(
+        30.0, gt=0, description="Jacobian condition number where the arm halts"
+    )
+    leaving_singularity_threshold_multiplier: float = Field(
+        2.0, description="softer deceleration when moving away from a singularity"
+    )
+    joint_limit_margin: float = Field(0.1, ge=0, description="margin to the joint position limits [rad]")
+    halt_all_joints_in_cartesian_mode: bool = Field(True, description="halt every joint when one reaches its margin")
+    cartesian_command_in_topic: str = Field("~/delta_twist_cmds", description="geometry_msgs/TwistStamped in")
+    status_topic: str = Field("~/status", description="Servo status out")
 
 
 def default_sim_config_path() -> Path:

@@ -27,11 +27,16 @@ One process, two nodes:
           status as std_msgs/Int8 with Jazzy codes)
   humble  ``~/start_servo``, ``~/stop_servo``, ``~/pause_servo``, ``~/unpause_servo``
           (Trigger), status std_msgs/Int8 with Humble codes
-  auto    jazzy when moveit_msgs is importable, else humble (what the rt2 node expects)
+  auto    :func:`rt2_ros.servo_interface.resolve_distro`, the rule the rt2 node uses too:
+          jazzy when moveit_msgs is importable (and ``ROS_DISTRO`` is not humble), else humble
   ======  ==================================================================================
 
   Its parameters carry MoveIt Servo's names under ``moveit_servo.`` (e.g.
   ``moveit_servo.incoming_command_timeout``).
+
+Both nodes declare their parameters from schemas (:class:`rt2_ros.sim.settings.SimNodeParams`,
+:class:`rt2_ros.sim.settings.ServoNodeParams`) as typed, ranged, described, read-only
+ROS parameters (:mod:`rt2_ros.ros.params`).
 
 The physics, Servo loop, camera and publications run in one thread in real time on
 the node clock (the staleness rule compares wall-clock stamps); callbacks only queue
@@ -47,7 +52,6 @@ from __future__ import annotations
 import json
 import math
 import queue
-import signal
 import sys
 import threading
 import time
@@ -56,28 +60,22 @@ from typing import Any, Callable
 import numpy as np
 import rclpy
 from geometry_msgs.msg import PoseStamped, TwistStamped
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data, qos_profile_system_default
-from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CameraInfo, Image, JointState
 from std_msgs.msg import Float64, Int8, String
 from std_srvs.srv import SetBool, Trigger
 
+from rt2_ros.ros.entry import NodeSet, run_nodes
+from rt2_ros.ros.params import declare_model_parameters, flat_defaults
+from rt2_ros.ros.servo_client import HAVE_MOVEIT_MSGS, ServoCommandType, ServoStatus
+from rt2_ros.servo_interface import StatusCode, resolve_distro, status_to_wire
 from rt2_ros.sim.scene import ARM_JOINTS, FINGER_JOINTS, SceneConfig
-from rt2_ros.sim.servo_standin import HUMBLE_CODE, ServoParams, StatusCode
+from rt2_ros.sim.servo_standin import ServoParams
+from rt2_ros.sim.settings import SERVO_PARAM_PREFIX, ServoNodeParams, SimNodeParams
 from rt2_ros.sim.world import SimWorld
 
-__all__ = ["SimNode", "ServoNode", "SimRunner", "main", "resolve_servo_distro", "HAVE_MOVEIT_MSGS"]
-
-try:  # pragma: no cover - moveit_msgs is not installable on the project's machines
-    from moveit_msgs.msg import ServoStatus  # type: ignore
-    from moveit_msgs.srv import ServoCommandType  # type: ignore
-
-    HAVE_MOVEIT_MSGS = True
-except ImportError:
-    ServoStatus = ServoCommandType = None
-    HAVE_MOVEIT_MSGS = False
+__all__ = ["SimNode", "ServoNode", "SimRunner", "main", "HAVE_MOVEIT_MSGS"]
 
 try:  # pragma: no cover - tf2_ros is not installable here
     from geometry_msgs.msg import TransformStamped
@@ -87,19 +85,6 @@ try:  # pragma: no cover - tf2_ros is not installable here
 except ImportError:
     TransformBroadcaster = None
     HAVE_TF2 = False
-
-
-def resolve_servo_distro(requested: str) -> str:
-    """``"jazzy"`` or ``"humble"``; ``auto`` is jazzy when moveit_msgs is importable.
-
-    Raises:
-        ValueError: an unknown value.
-    """
-    if requested in ("jazzy", "humble"):
-        return requested
-    if requested == "auto":
-        return "jazzy" if HAVE_MOVEIT_MSGS else "humble"
-    raise ValueError(f"servo.distro must be auto, jazzy or humble, got {requested!r}")
 
 
 def _stamp(t_s: float):
@@ -117,95 +102,73 @@ def _split_ns(full: str) -> tuple[str, str]:
 
 
 class SimNode(Node):
-    """The ``rt2_sim`` node: declares the sim parameters, owns publishers and services."""
+    """The ``rt2_sim`` node: declares :class:`SimNodeParams`, owns publishers and services.
 
-    PARAMS: dict[str, Any] = {
-        "seed": 0,
-        "blocks": ["red", "green", "blue"],
-        "camera.rate_hz": 10.0,
-        "camera.width": 224,
-        "camera.height": 224,
-        "camera.frame_id": "camera_color_optical_frame",
-        "camera.shadows": False,
-        "topics.image": "/camera/image_raw",
-        "topics.camera_info": "/camera/camera_info",
-        "topics.joint_states": "/joint_states",
-        "topics.ee_pose": "/rt2/ee_pose",
-        "topics.gripper": "/rt2/gripper_command",
-        "topics.instruction": "/rt2/instruction",
-        "topics.ground_truth": "/sim/ground_truth",
-        "reset_service": "/sim/reset",
-        "servo.namespace": "/servo_node",
-        "servo.distro": "auto",
-    }
+    Raises:
+        ConfigError: parameters of the wrong type or with invalid values (all named).
+    """
+
+    #: Parameter name -> default (the schema's).
+    PARAMS: dict[str, Any] = flat_defaults(SimNodeParams)
 
     def __init__(self, **kwargs):
         super().__init__("rt2_sim", **kwargs)
-        for name, default in self.PARAMS.items():
-            self.declare_parameter(name, default)
-        self.p = {n: self.get_parameter(n).value for n in self.PARAMS}
-        if float(self.p["camera.rate_hz"]) <= 0:
-            raise ValueError("camera.rate_hz must be > 0")
-        t = self.p
-        self.image_pub = self.create_publisher(Image, t["topics.image"], qos_profile_sensor_data)
-        self.info_pub = self.create_publisher(CameraInfo, t["topics.camera_info"], qos_profile_sensor_data)
-        self.joint_pub = self.create_publisher(JointState, t["topics.joint_states"], 10)
-        self.pose_pub = self.create_publisher(PoseStamped, t["topics.ee_pose"], 10)
-        self.gt_pub = self.create_publisher(String, t["topics.ground_truth"], 10)
+        try:
+            self.params = p = declare_model_parameters(self, SimNodeParams, what="rt2_sim parameters")
+        except BaseException:
+            self.destroy_node()
+            raise
+        t = p.topics
+        self.image_pub = self.create_publisher(Image, t.image, qos_profile_sensor_data)
+        self.info_pub = self.create_publisher(CameraInfo, t.camera_info, qos_profile_sensor_data)
+        self.joint_pub = self.create_publisher(JointState, t.joint_states, 10)
+        self.pose_pub = self.create_publisher(PoseStamped, t.ee_pose, 10)
+        self.gt_pub = self.create_publisher(String, t.ground_truth, 10)
         self.tf = TransformBroadcaster(self) if HAVE_TF2 else None  # pragma: no cover
 
     def scene_config(self) -> SceneConfig:
-        p = self.p
+        c = self.params.camera
         return SceneConfig(
-            colors=tuple(p["blocks"]),
-            image_width=int(p["camera.width"]),
-            image_height=int(p["camera.height"]),
-            shadows=bool(p["camera.shadows"]),
+            colors=tuple(self.params.blocks), image_width=c.width, image_height=c.height, shadows=c.shadows
         )
 
 
 class ServoNode(Node):
-    """``servo_node``: MoveIt Servo's ROS interface in front of the stand-in."""
+    """``servo_node``: MoveIt Servo's ROS interface in front of the stand-in; declares
+    :class:`ServoNodeParams` under ``moveit_servo.``.
 
-    PARAMS: dict[str, Any] = {
-        "moveit_servo.planning_frame": "panda_link0",
-        "moveit_servo.ee_frame": "panda_hand",
-        "moveit_servo.robot_link_command_frame": "panda_link0",
-        "moveit_servo.publish_period": 0.034,
-        "moveit_servo.incoming_command_timeout": 0.1,
-        "moveit_servo.command_in_type": "speed_units",
-        "moveit_servo.scale.linear": 0.4,
-        "moveit_servo.scale.rotational": 0.8,
-        "moveit_servo.lower_singularity_threshold": 17.0,
-        "moveit_servo.hard_stop_singularity_threshold": 30.0,
-        "moveit_servo.leaving_singularity_threshold_multiplier": 2.0,
-        "moveit_servo.joint_limit_margin": 0.1,
-        "moveit_servo.halt_all_joints_in_cartesian_mode": True,
-        "moveit_servo.cartesian_command_in_topic": "~/delta_twist_cmds",
-        "moveit_servo.status_topic": "~/status",
-    }
+    Raises:
+        ConfigError: parameters of the wrong type or with invalid values (all named).
+    """
+
+    #: Parameter name -> default (the schema's).
+    PARAMS: dict[str, Any] = flat_defaults(ServoNodeParams, SERVO_PARAM_PREFIX)
 
     def __init__(self, name: str, namespace: str, **kwargs):
         super().__init__(name, namespace=namespace, **kwargs)
-        for n, default in self.PARAMS.items():
-            self.declare_parameter(n, default)
-        self.p = {n[len("moveit_servo.") :]: self.get_parameter(n).value for n in self.PARAMS}
+        try:
+            self.params = declare_model_parameters(
+                self, ServoNodeParams, prefix=SERVO_PARAM_PREFIX, what=f"{name} parameters"
+            )
+        except BaseException:
+            self.destroy_node()
+            raise
 
     def servo_params(self) -> ServoParams:
-        p = self.p
+        p = self.params
         return ServoParams(
-            planning_frame=p["planning_frame"],
-            ee_frame=p["ee_frame"],
-            publish_period_s=float(p["publish_period"]),
-            incoming_command_timeout_s=float(p["incoming_command_timeout"]),
-            command_in_type=p["command_in_type"],
-            scale_linear_mps=float(p["scale.linear"]),
-            scale_rotational_radps=float(p["scale.rotational"]),
-            lower_singularity_threshold=float(p["lower_singularity_threshold"]),
-            hard_stop_singularity_threshold=float(p["hard_stop_singularity_threshold"]),
-            leaving_singularity_threshold_multiplier=float(p["leaving_singularity_threshold_multiplier"]),
-            joint_limit_margin_rad=float(p["joint_limit_margin"]),
-            halt_all_joints_in_cartesian_mode=bool(p["halt_all_joints_in_cartesian_mode"]),
+            planning_frame=p.planning_frame,
+            ee_frame=p.ee_frame,
+            publish_period_s=p.publish_period,
+            incoming_command_timeout_s=p.incoming_command_timeout,
+            command_in_type=p.command_in_type,
+            scale_linear_mps=p.scale.linear,
+            scale_rotational_radps=p.scale.rotational,
+            lower_singularity_threshold=p.lower_singularity_threshold,
+            hard_stop_singularity_threshold=p.hard_stop_singularity_threshold,
+            leaving_singularity_threshold_multiplier=p.leaving_singularity_threshold_multiplier,
+            joint_limit_margin_rad=p.joint_limit_margin,
+            halt_all_joints_in_cartesian_mode=p.halt_all_joints_in_cartesian_mode,
         )
 
 
@@ -221,8 +184,8 @@ class SimRunner:
     def __init__(self, sim: SimNode, servo: ServoNode, distro: str):
         self.sim, self.servo_node, self.distro = sim, servo, distro
         self.log = sim.get_logger()
-        self.world = SimWorld(sim.scene_config(), servo.servo_params(), seed=int(sim.p["seed"]))
-        self.robot_link_command_frame = servo.p["robot_link_command_frame"]
+        self.world = SimWorld(sim.scene_config(), servo.servo_params(), seed=sim.params.seed)
+        self.robot_link_command_frame = servo.params.robot_link_command_frame
         self._lock = threading.Lock()
         self._jobs: queue.Queue[tuple[Callable[[], Any], queue.Queue | None]] = queue.Queue()
         self._stop = threading.Event()
@@ -232,16 +195,16 @@ class SimRunner:
         self.frames = 0
         self.rejected_gripper = 0
         self.rejected_twists = 0
-        self.cam_period_s = 1.0 / float(sim.p["camera.rate_hz"])
-        self.camera_frame = sim.p["camera.frame_id"]
+        self.cam_period_s = 1.0 / sim.params.camera.rate_hz
+        self.camera_frame = sim.params.camera.frame_id
         self._camera_info = self._make_camera_info()
 
         s = servo
         qos = qos_profile_system_default
-        s.create_subscription(TwistStamped, servo.p["cartesian_command_in_topic"], self._on_twist, qos)
+        s.create_subscription(TwistStamped, servo.params.cartesian_command_in_topic, self._on_twist, qos)
         use_servo_status = distro == "jazzy" and HAVE_MOVEIT_MSGS
         self._status_type = ServoStatus if use_servo_status else Int8
-        self.status_pub = s.create_publisher(self._status_type, servo.p["status_topic"], qos)
+        self.status_pub = s.create_publisher(self._status_type, servo.params.status_topic, qos)
         if distro == "jazzy":
             s.create_service(SetBool, "~/pause_servo", self._srv_pause_setbool)
             if HAVE_MOVEIT_MSGS:  # pragma: no cover - no moveit_msgs here
@@ -253,9 +216,9 @@ class SimRunner:
             s.create_service(Trigger, "~/stop_servo", self._srv_stop)
             s.create_service(Trigger, "~/pause_servo", self._srv_pause_trigger)
             s.create_service(Trigger, "~/unpause_servo", self._srv_unpause)
-        sim.create_subscription(Float64, sim.p["topics.gripper"], self._on_gripper, 10)
-        sim.create_subscription(String, sim.p["topics.instruction"], self._on_instruction, 10)
-        sim.create_service(Trigger, sim.p["reset_service"], self._srv_reset)
+        sim.create_subscription(Float64, sim.params.topics.gripper, self._on_gripper, 10)
+        sim.create_subscription(String, sim.params.topics.instruction, self._on_instruction, 10)
+        sim.create_service(Trigger, sim.params.reset_service, self._srv_reset)
         self._thread = threading.Thread(target=self._loop, name="rt2_sim_loop", daemon=True)
 
     # -- lifecycle --------------------------------------------------------------------------------
@@ -386,8 +349,7 @@ class SimRunner:
 
     def _publish_status(self, code: StatusCode, message: str) -> None:
         if self._status_type is Int8:
-            value = HUMBLE_CODE[code] if self.distro == "humble" else int(code)
-            self.status_pub.publish(Int8(data=int(value)))
+            self.status_pub.publish(Int8(data=status_to_wire(code, self.distro)))
         else:  # pragma: no cover - no moveit_msgs here
             self.status_pub.publish(self._status_type(code=int(code), message=message))
 
@@ -491,46 +453,24 @@ class SimRunner:
                 next_wall = time.monotonic()
 
 
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the simulation until Ctrl-C / SIGTERM. Exit codes: 0 clean, 2 bad parameters."""
-    argv = list(sys.argv if argv is None else argv)
-    rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
-    old_term = signal.signal(signal.SIGTERM, _raise_interrupt)
-    sim = servo = runner = None
-    executor = None
-    try:
-        try:
-            sim = SimNode()
-            distro = resolve_servo_distro(sim.p["servo.distro"])
-            name, ns = _split_ns(sim.p["servo.namespace"])
-            servo = ServoNode(name, ns)
-            runner = SimRunner(sim, servo, distro)
-        except (ValueError, RuntimeError) as e:
-            rclpy.logging.get_logger("rt2_sim").error(f"cannot start the simulation: {e}")
-            return 2
-        executor = MultiThreadedExecutor(num_threads=3)
-        executor.add_node(sim)
-        executor.add_node(servo)
-        runner.start()
-        while rclpy.ok():
-            executor.spin_once(timeout_sec=0.1)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if runner is not None:
-            runner.stop()
-        if executor is not None:
-            executor.shutdown(timeout_sec=1.0)
-        for n in (servo, sim):
-            if n is not None:
-                n.destroy_node()
-        signal.signal(signal.SIGTERM, old_term)
-        rclpy.try_shutdown()
-    return 0
+
+    def build(ns: NodeSet) -> None:
+        sim = ns.add(SimNode())
+        distro = resolve_distro(sim.params.servo.distro, HAVE_MOVEIT_MSGS)
+        servo = ns.add(ServoNode(*_split_ns(sim.params.servo.namespace)))
+        runner = SimRunner(sim, servo, distro)
+        ns.on_start.append(runner.start)
+        ns.on_stop.append(runner.stop)
+
+    return run_nodes(
+        "rt2_sim",
+        build,
+        argv=argv,
+        num_threads=3,
+        start_errors=[((ValueError, RuntimeError), 2, lambda e: f"cannot start the simulation: {e}")],
+    )
 
 
 if __name__ == "__main__":

@@ -12,8 +12,9 @@ import dataclasses
 import logging
 from typing import Any
 
+from rt2_ros.servo_interface import StatusCode
 from rt2_ros.sim.scene import Scene, SceneConfig
-from rt2_ros.sim.servo_standin import ServoOutput, ServoParams, ServoStandin, StatusCode
+from rt2_ros.sim.servo_standin import ServoOutput, ServoParams, ServoStandin
 from rt2_ros.sim.tasks import Task, TaskCheck, check_task, parse_instruction
 
 __all__ = ["SimWorld", "TaskState"]

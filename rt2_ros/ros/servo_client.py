@@ -2,22 +2,10 @@
 
 MoveIt Servo ignores twists until it is told to expect them
 (``shared/docs/rt2-reference.md``, MoveIt Servo table; upstream
-``moveit_ros/moveit_servo/src/servo_node.cpp`` and ``include/moveit_servo/servo_node.h``):
-
-========  =====================================================  ==============================
-distro    enable (episode start)                                 pause (after a stop)
-========  =====================================================  ==============================
-Jazzy     ``~/pause_servo`` (SetBool false) if we paused it,     ``~/pause_servo`` (SetBool true)
-          then ``~/switch_command_type`` (TWIST = 1,
-          ``moveit_msgs/srv/ServoCommandType``)
-Humble    ``~/start_servo`` (Trigger) the first time,            ``~/pause_servo`` (Trigger)
-          ``~/unpause_servo`` (Trigger) after a pause
-========  =====================================================  ==============================
-
-``~/status`` is ``moveit_msgs/msg/ServoStatus`` on Jazzy and ``std_msgs/msg/Int8``
-on Humble; the halt codes differ (upstream ``utils/datatypes.hpp`` vs
-``status_codes.h``): Jazzy HALT_FOR_SINGULARITY=2, HALT_FOR_COLLISION=5,
-JOINT_BOUND=6; Humble 2, 4, 5. A halt code while an episode runs ends it as a fault.
+``moveit_ros/moveit_servo/src/servo_node.cpp``). The interface itself (services per
+distro, status and halt codes, command types, which generation ``servo.distro: auto``
+means) is data in :mod:`rt2_ros.servo_interface`, shared with the simulation's
+stand-in. A halt code while an episode runs ends it as a fault.
 
 Every call is asynchronous (never blocks a callback). A missing service or message
 package is a logged warning that says how to fix it, never an exception.
@@ -25,15 +13,15 @@ package is a logged warning that says how to fix it, never an exception.
 
 from __future__ import annotations
 
-import os
 from typing import Callable
 
 from rclpy.node import Node
 from std_srvs.srv import SetBool, Trigger
 
 from rt2_ros.config import ServoConfig
+from rt2_ros.servo_interface import HALT_CODES, CommandType, resolve_distro
 
-__all__ = ["ServoClient", "HALT_CODES", "resolve_distro", "HAVE_MOVEIT_MSGS"]
+__all__ = ["ServoClient", "HAVE_MOVEIT_MSGS"]
 
 try:  # pragma: no cover - moveit_msgs is not installable on the project's machines
     from moveit_msgs.msg import ServoStatus  # type: ignore
@@ -43,32 +31,6 @@ try:  # pragma: no cover - moveit_msgs is not installable on the project's machi
 except ImportError:
     ServoStatus = ServoCommandType = None
     HAVE_MOVEIT_MSGS = False
-
-#: Status codes on which MoveIt Servo halts the robot, per interface generation.
-HALT_CODES = {
-    "jazzy": {2: "HALT_FOR_SINGULARITY", 5: "HALT_FOR_COLLISION", 6: "JOINT_BOUND"},
-    "humble": {2: "HALT_FOR_SINGULARITY", 4: "HALT_FOR_COLLISION", 5: "JOINT_BOUND"},
-}
-#: ``moveit_msgs/srv/ServoCommandType`` TWIST (upstream ``CommandType::TWIST``).
-COMMAND_TYPE_TWIST = 1
-
-
-def resolve_distro(requested: str, env: dict | None = None) -> str:
-    """``"jazzy"`` or ``"humble"`` for ``servo.distro`` (``auto`` | ``jazzy`` | ``humble``).
-
-    ``auto``: ``ROS_DISTRO=humble`` -> humble; another ``ROS_DISTRO`` -> jazzy (the
-    Jazzy interface is used from Jazzy on); unset -> jazzy when ``moveit_msgs`` is
-    importable, else humble (whose interface needs only std_srvs/std_msgs). The
-    node re-checks against the services it actually finds (:meth:`ServoClient.enable`).
-    """
-    if requested in ("jazzy", "humble"):
-        return requested
-    distro = (env if env is not None else os.environ).get("ROS_DISTRO", "").strip().lower()
-    if distro == "humble":
-        return "humble"
-    if distro:
-        return "jazzy"
-    return "jazzy" if HAVE_MOVEIT_MSGS else "humble"
 
 
 def _join(ns: str, name: str) -> str:
@@ -102,7 +64,7 @@ class ServoClient:
         self._warned: set[str] = set()
         self.last_status: tuple[int, str] | None = None
         self.calls: list[str] = []  # service names called, oldest first (for diagnostics)
-        self._setup(resolve_distro(cfg.distro))
+        self._setup(resolve_distro(cfg.distro, HAVE_MOVEIT_MSGS))
 
     # -- set-up ------------------------------------------------------------------------
     def _setup(self, distro: str) -> None:
@@ -206,7 +168,7 @@ class ServoClient:
         if self._paused and self._call("pause_servo", SetBool.Request(data=False)):
             self._paused = False
         if HAVE_MOVEIT_MSGS:  # pragma: no cover - no moveit_msgs here
-            self._call("switch_command_type", ServoCommandType.Request(command_type=COMMAND_TYPE_TWIST))
+            self._call("switch_command_type", ServoCommandType.Request(command_type=int(CommandType.TWIST)))
 
     def pause(self) -> None:
         """Pause Servo (after a stop, once the zero twists went out). Never blocks."""

@@ -1,0 +1,397 @@
+"""``rt2_node``: the rclpy shell around :class:`rt2_ros.controller.Controller`.
+
+The node converts messages, calls the controller, and publishes what it returns; the
+policy, the episode logic and the safety envelope live in the ROS-free core.
+
+Threads (``MultiThreadedExecutor``, see :func:`main`):
+
+* **servo timer** (own mutually exclusive callback group, ``control.servo_rate_hz``):
+  :meth:`Controller.servo_command` -> ``geometry_msgs/TwistStamped`` on
+  ``topics.twist``, stamped with the node clock (``use_sim_time`` works), frame_id =
+  ``frames.command_frame``. Published while an episode runs, plus
+  :data:`~rt2_ros.servo_stream.ZERO_BURST_S` of zero twists after every stop, then
+  quiet (MoveIt Servo treats a silent stream as stale and halts anyway); the timing
+  lives in :class:`rt2_ros.servo_stream.ServoStream`.
+* **control worker** (a plain thread, not an executor callback): once per
+  ``control.period_s`` (:class:`rt2_ros.servo_stream.ControlGrid`)
+  :meth:`Controller.step` runs the policy on the newest image. A slow model therefore
+  never delays the servo timer.
+* **inputs** (reentrant group): camera (``sensor_msgs/Image``, optional
+  ``CompressedImage``; sensor-data QoS), instruction (``std_msgs/String``),
+  end-effector pose (TF when ``tf2_ros`` is importable, else ``PoseStamped``),
+  MoveIt Servo status, and the services ``/rt2/stop`` (Trigger), ``/rt2/e_stop``
+  (SetBool), ``/rt2/reset`` (Trigger).
+
+Outputs besides twists: ``rt2_ros/RT2Action`` per control step, ``rt2_ros/EpisodeStatus``
+per episode transition, the gripper command (:mod:`~rt2_ros.ros.gripper`),
+``visualization_msgs/MarkerArray`` and an annotated camera image (:mod:`~rt2_ros.ros.markers`).
+Parameters: every leaf of :class:`rt2_ros.config.RT2Config`, typed, ranged, described,
+read-only (validated once at start-up; :mod:`rt2_ros.ros.params`).
+
+Run without ``ros2 launch``::
+
+    python -m rt2_ros.ros.node --ros-args --params-file config/rt2.yaml -p policy.model_path:=/path/to/model
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from typing import Any
+
+from geometry_msgs.msg import TwistStamped
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import QoSProfile
+from std_msgs.msg import String
+from std_srvs.srv import SetBool, Trigger
+
+from rt2_ros.config import ConfigError
+from rt2_ros.controller import Controller, StepOutcome
+from rt2_ros.episode import EpisodeState
+from rt2_ros.motion import Twist
+from rt2_ros.policies.base import Policy
+from rt2_ros.ros.camera import ImageInput
+from rt2_ros.ros.conversions import import_rt2_msgs, outcome_to_action_msg, transition_to_episode_msg, twist_to_msg
+from rt2_ros.ros.ee_pose import EePoseInput
+from rt2_ros.ros.entry import NodeSet, run_nodes
+from rt2_ros.ros.gripper import GripperOutput
+from rt2_ros.ros.homing import Homing
+from rt2_ros.ros.markers import NodeVisuals
+from rt2_ros.ros.params import declare_config_parameters, refuse_parameter_changes
+from rt2_ros.ros.servo_client import ServoClient
+from rt2_ros.servo_stream import GIL_SWITCH_INTERVAL_S, ZERO_BURST_S, ControlGrid, ServoStream
+from rt2_ros.throttle import InputLog
+
+__all__ = ["Rt2Node", "main", "STOP_SERVICE", "ESTOP_SERVICE", "RESET_SERVICE", "ZERO_BURST_S", "GIL_SWITCH_INTERVAL_S"]
+
+#: Services (absolute names, remappable with ``-r /rt2/stop:=...``).
+STOP_SERVICE, ESTOP_SERVICE, RESET_SERVICE = "/rt2/stop", "/rt2/e_stop", "/rt2/reset"
+
+
+class Rt2Node(Node):
+    """The rt2 node (see the module doc for topics, services and threads).
+
+    Args:
+        policy: the policy to run; None builds one from the parameters with
+            :func:`rt2_ros.factory.make_policy` (tests inject a scripted one).
+        node_name: ROS node name.
+        overrides: parameter values by dotted name, e.g. ``{"control.period_s": 0.1}``
+            (added to ``parameter_overrides``).
+        start_worker: start the control worker thread (benchmarks drive
+            :meth:`run_step` themselves when False).
+        **node_kwargs: passed to :class:`rclpy.node.Node` (``context``, ``cli_args``, ...).
+
+    Raises:
+        ConfigError: parameters of the wrong type or with invalid values (all named).
+        ImportError: ``rt2_ros.msg`` was not built (``colcon build``).
+        ValueError, OSError, PolicyError: the policy could not be built.
+    """
+
+    def __init__(
+        self,
+        policy: Policy | None = None,
+        *,
+        node_name: str = "rt2_node",
+        overrides: dict[str, Any] | None = None,
+        start_worker: bool = True,
+        **node_kwargs,
+    ):
+        if overrides:
+            extra = [Parameter(k, value=v) for k, v in overrides.items()]
+            node_kwargs["parameter_overrides"] = list(node_kwargs.get("parameter_overrides") or []) + extra
+        super().__init__(node_name, **node_kwargs)
+        try:
+            self._setup(policy, start_worker)
+        except BaseException:
+            self.destroy_node()  # a half-built node must not linger in the graph
+            raise
+
+    def _setup(self, policy: Policy | None, start_worker: bool) -> None:
+        self._msgs = import_rt2_msgs()
+        self.cfg = cfg = declare_config_parameters(self)
+        refuse_parameter_changes(self, "rt2_node")
+        self.log = self.get_logger()
+        self.input_log = InputLog(self.log, period_s=1.0)
+        self._reject, self._warn_once = self.input_log.reject, self.input_log.warn_once
+        self.log.info(
+            f"rt2_node: control {1 / cfg.control.period_s:.1f} Hz, servo {cfg.control.servo_rate_hz:.0f} Hz, "
+            f"twists on {cfg.topics.twist} in {cfg.frames.command_frame}"
+        )
+        self._owns_policy = policy is None
+        if policy is None:
+            from rt2_ros.factory import make_policy
+
+            policy = make_policy(cfg)
+        self.policy = policy
+        self.controller = Controller(cfg, policy, now_fn=self.now_s)
+
+        self._pub_lock = threading.RLock()
+        self._stop_evt = threading.Event()
+        self._wake = threading.Event()
+        self._stream = ServoStream()
+        self._grid = ControlGrid(cfg.control.period_s)
+
+        self._servo_group = MutuallyExclusiveCallbackGroup()
+        self._input_group = g = ReentrantCallbackGroup()
+        t = cfg.topics
+
+        # outputs
+        self.twist_pub = self.create_publisher(TwistStamped, t.twist, QoSProfile(depth=10))
+        self.action_pub = self.create_publisher(self._msgs.RT2Action, t.action, 10)
+        self.episode_pub = self.create_publisher(self._msgs.EpisodeStatus, t.episode, QoSProfile(depth=20))
+        self.visuals = NodeVisuals(self, cfg, self.controller, self._warn_once)
+        self.marker_pub, self.annotated_pub = self.visuals.marker_pub, self.visuals.annotated_pub
+        self.gripper = GripperOutput(self, cfg.gripper, t.gripper, self._warn_once, g) if cfg.gripper.enabled else None
+
+        # inputs
+        self.camera = ImageInput(self, t, self.controller, self.now_s, self._reject, self._warn_once, g)
+        self.create_subscription(String, t.instruction, self._on_instruction, 10, callback_group=g)
+        self.ee_pose = EePoseInput(self, cfg, self.controller, self.now_s, self._reject, self._warn_once, g)
+        self.servo = ServoClient(self, cfg.servo, self._on_servo_halt, callback_group=g)
+        self.create_service(Trigger, STOP_SERVICE, self._srv_stop, callback_group=g)
+        self.create_service(SetBool, ESTOP_SERVICE, self._srv_estop, callback_group=g)
+        self.create_service(Trigger, RESET_SERVICE, self._srv_reset, callback_group=g)
+        self.homing = Homing(self, cfg.reset, callback_group=g)
+
+        self._servo_timer = self.create_timer(
+            1.0 / cfg.control.servo_rate_hz, self._servo_tick, callback_group=self._servo_group
+        )
+        self._worker = threading.Thread(target=self._worker_loop, name="rt2_control", daemon=True)
+        if start_worker:
+            self._worker.start()
+
+    # -- helpers -------------------------------------------------------------------------
+    def now_s(self) -> float:
+        """Node clock (ROS time under ``use_sim_time``), seconds."""
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    @property
+    def rejections(self) -> int:
+        """Count of rejected inputs/outputs (diagnostics)."""
+        return self.input_log.rejections
+
+    # -- publishing --------------------------------------------------------------------------
+    def _publish_twist(self, twist: Twist, stamp) -> None:
+        self.twist_pub.publish(twist_to_msg(twist, stamp, self.cfg.frames.command_frame))
+
+    def _handle_transitions(self) -> None:
+        """Publish every episode transition; a stop sends a zero twist at once and arms
+        the zero burst; a start brings Servo up. Thread-safe."""
+        with self._pub_lock:
+            ts = self.controller.drain_transitions()
+            if not ts:
+                return
+            now = self.get_clock().now()
+            stamp = now.to_msg()
+            for t in ts:
+                self.episode_pub.publish(transition_to_episode_msg(t, stamp))
+                if t.state is EpisodeState.RUNNING:
+                    self.log.info(f"episode {t.episode_id} started: {t.instruction!r}")
+                    self._stream.on_start()
+                    self.servo.enable()
+                    self._wake.set()
+                else:
+                    reason = t.reason.value if t.reason is not None else "?"
+                    self.log.info(
+                        f"episode {t.episode_id} finished: {reason} after {t.step} steps"
+                        f"{' (' + t.detail + ')' if t.detail else ''}"
+                    )
+                if t.stop:
+                    self._publish_twist(Twist.zero(), stamp)
+                    self._stream.on_stop(now.nanoseconds * 1e-9, self.controller.running)
+
+    # -- servo timer ---------------------------------------------------------------------------
+    def _servo_tick(self) -> None:
+        with self._pub_lock:
+            now = self.get_clock().now()
+            now_s = now.nanoseconds * 1e-9
+            self.ee_pose.update_from_tf(now_s)
+            cmd = self.controller.servo_command(now_s)
+            running = self.controller.running
+            tick = self._stream.tick(now_s, running)
+            if tick.publish:
+                self._publish_twist(cmd.twist, now.to_msg())
+            elif tick.pause_servo:
+                self.servo.pause()
+            self._handle_transitions()
+            if self._stream.markers_due(now_s, running):
+                self.visuals.publish_markers(self.ee_pose.anchor, cmd.twist, now.to_msg(), cmd.stop)
+
+    # -- control worker ------------------------------------------------------------------------
+    def _worker_loop(self) -> None:
+        grid = self._grid
+        while not self._stop_evt.is_set():
+            try:
+                now_s = self.now_s()
+                if not self.controller.running:
+                    grid.reset()
+                    self._wake.wait(0.05)
+                    self._wake.clear()
+                    continue
+                if self._wake.is_set():  # a new episode: act at once
+                    self._wake.clear()
+                    grid.reset()
+                wait_s = grid.wait_s(now_s)
+                if wait_s > 0:
+                    self._wake.wait(min(wait_s, 0.05))
+                    continue
+                self.run_step(now_s)
+                grid.stepped(now_s)
+            except Exception as e:  # noqa: BLE001 - the worker must never die silently
+                self.log.error(f"control step failed: {type(e).__name__}: {e}")
+                self.controller.fault(f"internal error: {e}", self.now_s())
+                self._handle_transitions()
+                self._stop_evt.wait(0.1)
+
+    def run_step(self, now_s: float) -> StepOutcome | None:
+        """One control step at ``now_s`` (s, node clock) and its publications."""
+        outcome = self.controller.step(now_s)
+        if outcome is not None:
+            self._publish_outcome(outcome)
+        self._handle_transitions()
+        return outcome
+
+    @property
+    def last_outcome(self) -> StepOutcome | None:
+        """The newest control step's outcome (None before the first)."""
+        return self.visuals.last_outcome
+
+    def _publish_outcome(self, o: StepOutcome) -> None:
+        self.visuals.last_outcome = o
+        stamp = self.get_clock().now().to_msg()
+        self.action_pub.publish(outcome_to_action_msg(o, stamp, self.cfg.frames.command_frame))
+        if o.rejected:
+            quiet = o.result is None and o.latency_ms == 0.0 and o.transitions and not self.controller.running
+            if quiet or o.rejected.startswith("episode changed"):
+                self.log.info(f"step: {o.rejected}")
+            else:
+                self._reject(
+                    "step",
+                    f"step of episode {o.episode_id}",
+                    o.rejected + (f" (model output {o.result.text[:80]!r})" if o.result is not None else ""),
+                )
+        if o.gripper is not None and self.gripper is not None:  # not after a stop, e-stop or new instruction
+            x = o.gripper
+            self.controller.send_gripper_if_allowed(o.episode_id, self.now_s(), lambda: self.gripper.send(x))
+        self.visuals.publish_annotated(self.camera.latest, o)
+
+    # -- inputs ----------------------------------------------------------------------------------
+    def _on_instruction(self, msg: String) -> None:
+        text = msg.data
+        if self.cfg.reset.home_before_episode and text.strip():
+            ok, why = self.reset_robot()
+            if not ok:
+                self._reject(
+                    "instruction", "instruction", f"going home before the episode failed: {why}", throttle=False
+                )
+                return
+        try:
+            self.controller.on_instruction(text, self.now_s())
+        except ValueError as e:
+            self._reject("instruction", f"instruction {text[:60]!r}", str(e), throttle=False)
+        self._handle_transitions()
+
+    def _on_servo_halt(self, detail: str) -> None:
+        if self.controller.running:
+            self.log.warning(detail)
+            self.controller.fault(detail, self.now_s())
+            self._handle_transitions()
+
+    # -- services --------------------------------------------------------------------------------
+    def _srv_stop(self, request, response):
+        t = self.controller.cancel(self.now_s())
+        self._handle_transitions()
+        response.success = True
+        response.message = (
+            f"episode {t.episode_id} cancelled after {t.step} steps" if t is not None else "no episode was running"
+        )
+        return response
+
+    def _srv_estop(self, request, response):
+        engaged = bool(request.data)
+        t = self.controller.set_estop(engaged, self.now_s())
+        self._handle_transitions()
+        if engaged:
+            with self._pub_lock:  # a stop even when idle
+                stamp = self.get_clock().now()
+                self._publish_twist(Twist.zero(), stamp.to_msg())
+                self._stream.on_estop(stamp.nanoseconds * 1e-9)
+            self.log.warning("emergency stop ENGAGED" + (f" (episode {t.episode_id} ended)" if t else ""))
+            response.message = "emergency stop engaged; call again with data: false to clear it"
+        else:
+            self.log.info("emergency stop cleared")
+            response.message = "emergency stop cleared"
+        response.success = True
+        return response
+
+    def _srv_reset(self, request, response):
+        response.success, response.message = self.reset_robot()
+        return response
+
+    def reset_robot(self) -> tuple[bool, str]:
+        """Cancel the running episode and bring the robot home (:class:`rt2_ros.ros.homing.Homing`).
+        Returns ``(success, message)``; never raises."""
+        if self.controller.estop_engaged:
+            return False, "the emergency stop is engaged; clear it (/rt2/e_stop false) before a reset"
+        if self.controller.cancel(self.now_s()) is not None:
+            self._handle_transitions()
+        return self.homing.home()
+
+    # -- shutdown --------------------------------------------------------------------------------
+    def shutdown(self, timeout_s: float = 2.0) -> None:
+        """Stop the worker, end the episode, publish the zero twist (call before
+        ``destroy_node``; the context must still be valid)."""
+        self._stop_evt.set()
+        self._wake.set()
+        self._servo_timer.cancel()
+        if self._worker.is_alive():
+            self._worker.join(timeout_s)
+        try:
+            self.controller.cancel(self.now_s())
+            self._handle_transitions()
+            with self._pub_lock:
+                self._publish_twist(Twist.zero(), self.get_clock().now().to_msg())
+        except Exception as e:  # noqa: BLE001 - context already gone: nothing left to tell
+            self.log.debug(f"final zero twist not sent: {e}")
+        if self._owns_policy:
+            try:
+                self.policy.close()
+            except Exception:  # noqa: BLE001
+                pass
+
+
+# -- entry point ---------------------------------------------------------------------------
+#: Start-up failures of main(): (exceptions, exit code, log line).
+START_ERRORS = [
+    ((ConfigError,), 2, str),
+    ((ImportError, ValueError, OSError, RuntimeError), 1, lambda e: f"cannot start rt2_node: {type(e).__name__}: {e}"),
+]
+
+
+def main(argv: list[str] | None = None, policy: Policy | None = None) -> int:
+    """Run the node until Ctrl-C / SIGTERM; returns the process exit code.
+
+    ``argv`` defaults to ``sys.argv`` (ROS arguments after ``--ros-args``). Exit codes:
+    0 clean shutdown, 1 the policy could not be built, 2 invalid parameters.
+    """
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
+
+    def build(ns: NodeSet) -> None:
+        node = ns.add(Rt2Node(policy=policy))
+        ns.on_start.append(
+            lambda: node.log.info(
+                f"ready: send an instruction, e.g. ros2 topic pub --once {node.cfg.topics.instruction} "
+                "std_msgs/msg/String \"data: 'pick up the red block'\""
+            )
+        )
+        # Let the last zero twist leave before the participant goes.
+        ns.on_stop += [node.shutdown, lambda: time.sleep(0.05)]
+
+    return run_nodes("rt2_node", build, argv=argv, num_threads=4, start_errors=START_ERRORS)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

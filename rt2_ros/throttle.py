@@ -1,0 +1,99 @@
+"""Log throttling for rejected inputs: at most one line per kind and period. ROS-free.
+
+A camera that sends garbage at 30 Hz must not flood the log: :class:`RejectionLog`
+lets one rejection per ``kind`` through each ``period_s`` and counts the ones it held
+back, so the next line can say how many there were. :class:`OnceLog` lets each key
+through once (warnings that would repeat every message). :class:`InputLog` puts both
+in front of any logger with ``warning`` (a ROS node's logger, or ``logging``).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+
+__all__ = ["RejectionLog", "OnceLog", "InputLog"]
+
+
+class RejectionLog:
+    """Counts rejections and decides which ones to log. Thread-safe.
+
+    Args:
+        period_s: at most one logged line per kind in this period, s.
+        clock: monotonic clock in seconds (default ``time.monotonic``).
+    """
+
+    def __init__(self, period_s: float = 1.0, clock=time.monotonic):
+        self.period_s = float(period_s)
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._last: dict[str, tuple[float, int]] = {}  # kind -> (time logged, suppressed since)
+        self.count = 0  # every rejection, logged or not
+
+    def record(self, kind: str, throttle: bool = True) -> int | None:
+        """Count one rejection of ``kind``.
+
+        Returns:
+            None when it should not be logged (within the period of the last logged
+            one); else the number of rejections of that kind held back since then.
+        """
+        with self._lock:
+            self.count += 1
+            now = self._clock()
+            last, suppressed = self._last.get(kind, (-math.inf, 0))
+            if throttle and now - last < self.period_s:
+                self._last[kind] = (last, suppressed + 1)
+                return None
+            self._last[kind] = (now, 0)
+            return suppressed
+
+
+class OnceLog:
+    """Remembers keys: :meth:`first` is True the first time it sees a key. Thread-safe."""
+
+    def __init__(self):
+        self._seen: set[str] = set()
+        self._lock = threading.Lock()
+
+    def first(self, key: str) -> bool:
+        with self._lock:
+            if key in self._seen:
+                return False
+            self._seen.add(key)
+            return True
+
+
+class InputLog:
+    """Warnings about inputs, throttled: :meth:`reject` and :meth:`warn_once`.
+
+    Args:
+        logger: anything with ``warning(str)`` (an rclpy ``RcutilsLogger``, a ``logging.Logger``).
+        period_s: at most one rejection line per kind in this period, s.
+        clock: monotonic clock in seconds.
+    """
+
+    def __init__(self, logger, period_s: float = 1.0, clock=time.monotonic):
+        self.logger = logger
+        self._rejects = RejectionLog(period_s, clock)
+        self._once = OnceLog()
+
+    @property
+    def rejections(self) -> int:
+        """Every rejection so far, logged or not."""
+        return self._rejects.count
+
+    def warn_once(self, key: str, text: str) -> None:
+        """Log ``text`` as a warning the first time ``key`` is seen."""
+        if self._once.first(key):
+            self.logger.warning(text)
+
+    def reject(self, kind: str, what: str, reason: str, throttle: bool = True) -> None:
+        """Log a rejected input/output: at most once per period per ``kind``, with a
+        count of the suppressed ones (a camera sending garbage at 30 Hz must not flood)."""
+        suppressed = self._rejects.record(kind, throttle)
+        if suppressed is not None:
+            p = self._rejects.period_s
+            span = "second" if p == 1.0 else f"{p:g} s"
+            more = f" (+{suppressed} similar in the last {span})" if suppressed else ""
+            self.logger.warning(f"rejected {what}: {reason}{more}")
