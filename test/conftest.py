@@ -1,27 +1,27 @@
-"""Shared pytest setup for rt2_ros.
+"""Shared pytest set-up for every layer of the rt2_ros tests.
 
-Tests run with the environment of scripts/run_tests.sh (venv + colcon install
-sourced, HF_HUB_OFFLINE=1). Fixtures that build models live in fixtures_models.py.
+Layers (each folder's conftest imports only what its layer needs):
+
+* ``unit/`` - the ROS-free, torch-free core: runs in a plain venv with
+  ``pip install -e .[test]`` (no rclpy, no torch).
+* ``ml/`` - models: torch + transformers (tiny models built offline).
+* ``ros/`` - the rclpy shell over real DDS.
+* ``e2e/`` - the simulation: PyBullet, the rt2 node and the demo over DDS.
+
+Shared helpers live in ``helpers/`` (put on ``sys.path`` here). Tests run with the
+environment of scripts/run_tests.sh (venv + colcon install sourced, HF_HUB_OFFLINE=1).
 """
 
 import os
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-TEST_DIR = Path(__file__).resolve().parent
-for p in (str(TEST_DIR),):
-    if p not in sys.path:
-        sys.path.insert(0, p)
+HELPERS = Path(__file__).resolve().parent / "helpers"
+if str(HELPERS) not in sys.path:
+    sys.path.insert(0, str(HELPERS))
 
-# Nodes under test run in this process as rt2_ros.ros.node.main() runs them: with a 1 ms
-# GIL switch interval, so the servo timer thread is not starved by the test's own
-# threads (camera streamers, collectors, executors).
-from rt2_ros.servo_stream import GIL_SWITCH_INTERVAL_S  # noqa: E402
-
-sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
-
-# Model fixtures (tiny_model_dir, ...) for every test module.
+# Model fixtures (tiny_model_dir, ...) by name in every layer; the module imports
+# torch only inside the fixtures.
 pytest_plugins = ["fixtures_models"]
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

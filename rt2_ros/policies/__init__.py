@@ -1,2 +1,1 @@
-"""Policy backends. ``make_policy`` builds one from config; importing this package
-imports no torch (the transformers backend is imported lazily)."""
+"""Policy backends: the Policy interface and the local transformers backend (imported lazily: importing this package imports no torch)."""

@@ -1,5 +1,1 @@
-"""Helpers for tests, demos and benchmarks (offline test models).
-
-``rt2_ros.testing.make_model`` builds random-weight PaliGemma-architecture
-checkpoints with action tokens; importing this package imports no torch.
-"""
+"""Offline test models (random-weight PaliGemma/LLaVA checkpoints with action tokens) for tests, demos and benchmarks."""

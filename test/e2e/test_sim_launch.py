@@ -19,7 +19,7 @@ from rt2_ros.config import ConfigError
 from rt2_ros.sim import SCRIPTED_EXPERT
 from rt2_ros.sim.settings import flatten, load_sim_settings
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 LAUNCH = ROOT / "launch" / "sim.launch.py"
 
 

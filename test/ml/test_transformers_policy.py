@@ -37,7 +37,7 @@ from rt2_ros.policies.prompts import build_prompt  # noqa: E402
 from rt2_ros.policies.transformers_policy import ModelLoadError, TransformersPolicy  # noqa: E402
 from rt2_ros.testing.make_model import TEST_UNNORM_KEY, policy_overrides  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 INSTRUCTIONS = [
     "pick up the red block",
     "move the sponge near the coke can",

@@ -28,7 +28,7 @@ from std_msgs.msg import String
 
 from rt2_ros.ros.conversions import import_rt2_msgs
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 msgs = import_rt2_msgs()
 SERVO_HZ = 50.0
 

@@ -27,8 +27,8 @@ from rt2_ros.remote.protocol import Limits, packb, unpackb
 from rt2_ros.serving.ws_server import BackgroundServer
 from rt2_ros.testing.serve import start_server
 
-ROOT = Path(__file__).resolve().parent.parent
-TEST_DIR = Path(__file__).resolve().parent
+ROOT = Path(__file__).resolve().parents[2]
+HELPERS = Path(__file__).resolve().parents[1] / "helpers"
 CFG = load_config()
 
 
@@ -363,7 +363,7 @@ def serve_subprocess(*args, env=None):
     """Start ``rt2-ros serve`` on a free port (test helpers importable); returns (process, url)."""
     e = dict(
         os.environ,
-        PYTHONPATH=os.pathsep.join([str(TEST_DIR), str(ROOT), os.environ.get("PYTHONPATH", "")]),
+        PYTHONPATH=os.pathsep.join([str(HELPERS), str(ROOT), os.environ.get("PYTHONPATH", "")]),
         **(env or {}),
     )
     return start_server(args, env=e, cwd=ROOT, timeout_s=60.0)
@@ -487,7 +487,7 @@ def test_ray_serve_runs_replicas_behind_one_address_with_the_same_protocol():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {
-        "PYTHONPATH": os.pathsep.join([str(TEST_DIR), str(ROOT)]),
+        "PYTHONPATH": os.pathsep.join([str(HELPERS), str(ROOT)]),
         "RT2_RAY_TEST_KEY": "ray-key",
         "RT2_FAKE_DELAY_S": "0.01",
     }

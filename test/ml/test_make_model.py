@@ -25,7 +25,7 @@ from rt2_ros.testing.make_model import (  # noqa: E402
     policy_overrides,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_cli_builds_a_checkpoint_that_loads_offline(tmp_path):

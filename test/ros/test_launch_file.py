@@ -19,7 +19,7 @@ import yaml
 
 from rt2_ros.config import RT2Config, config_to_flat, flat_fields
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 LAUNCH = ROOT / "launch" / "bringup.launch.py"
 REQUIRED_ARGS = {
     "backend",

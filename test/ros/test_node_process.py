@@ -28,8 +28,8 @@ from rt2_ros.config import RT2Config
 from rt2_ros.ros.conversions import import_rt2_msgs
 from rt2_ros.ros.node import Rt2Node
 
-ROOT = Path(__file__).resolve().parent.parent
-TEST_DIR = Path(__file__).resolve().parent
+ROOT = Path(__file__).resolve().parents[2]
+HELPERS = Path(__file__).resolve().parents[1] / "helpers"
 msgs = import_rt2_msgs()
 RUNNING, FINISHED = msgs.EpisodeStatus.STATE_RUNNING, msgs.EpisodeStatus.STATE_FINISHED
 CFG = RT2Config()
@@ -52,7 +52,7 @@ def test_camera_and_instruction_from_another_process_drive_the_node():
         episodes = Collector(probe, msgs.EpisodeStatus, "/rt2/episode")
         assert wait_for_publishers(twists.sub) and wait_for_publishers(episodes.sub)
         proc = subprocess.Popen(
-            [sys.executable, str(TEST_DIR / "camera_process.py"), "stack the blocks", "25"],
+            [sys.executable, str(HELPERS / "camera_process.py"), "stack the blocks", "25"],
             env=ros_env(),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -81,7 +81,7 @@ def test_node_process_runs_and_sends_a_zero_twist_on_ctrl_c():
         proc = subprocess.Popen(
             [
                 sys.executable,
-                str(TEST_DIR / "run_scripted_node.py"),
+                str(HELPERS / "run_scripted_node.py"),
                 "--ros-args",
                 "-p",
                 "control.period_s:=0.1",
