@@ -73,7 +73,11 @@ class ActionConfig(_Section):
 
 
 class PolicyConfig(_Section):
-    backend: str = Field("local", description="local | remote | MODULE:CALLABLE (CALLABLE(cfg) returns the Policy)")
+    backend: str = Field(
+        "local",
+        description="local | remote | MODULE:CALLABLE (CALLABLE(cfg) returns the Policy)",
+        json_schema_extra={"constraints": "one of: local, remote, or MODULE:CALLABLE"},
+    )
     model_path: str = Field("", description="local checkpoint directory")
     prompt: Literal["rt2", "openvla", "cot"] = Field("rt2", description="prompt template")
     dtype: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="model dtype")
