@@ -56,6 +56,11 @@ class OpenVLACheckpointConfig:
     raw: dict[str, Any]
 
     @property
+    def model_type(self) -> str:
+        """``"openvla"`` (what transformers configs call ``model_type``)."""
+        return OPENVLA_MODEL_TYPE
+
+    @property
     def unpadded_vocab_size(self) -> int:
         """``text_config.vocab_size - pad_to_multiple_of`` (32000 for openvla-7b), as in
         upstream ``OpenVLAForActionPrediction.__init__``."""
