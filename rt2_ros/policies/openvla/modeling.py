@@ -435,7 +435,7 @@ def _load_weights(model: OpenVLANativeModel, files: Sequence[Path], device: torc
         raise OpenVLALoadError(str(e)) from None
     for name, t in native.items():
         put(name, t)
-    native_only = {f"vision.towers.{i}.{k}" for i, s in enumerate(specs) for k in NATIVE_ONLY.get(s.family, {}) if True}
+    native_only = {f"vision.towers.{i}.{k}" for i, s in enumerate(specs) for k in NATIVE_ONLY.get(s.family, {})}
     with torch.no_grad():
         for name in native_only:
             if name in params and name not in filled:
