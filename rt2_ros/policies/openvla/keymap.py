@@ -111,7 +111,10 @@ def _tower_to_native(name: str, t: Any, spec: TowerSpec, out: dict[str, Any]) ->
     m = _QKV[fam][0].fullmatch(name)
     if m:
         if t.shape[0] != 3 * spec.embed_dim:
-            raise KeyMapError(f"{name}: shape {tuple(t.shape)} is not (3 * embed_dim {spec.embed_dim}, ...)")
+            raise KeyMapError(
+                f"{name}: shape {tuple(t.shape)} is not (3 * embed_dim {spec.embed_dim}, ...): "
+                "the tower spec does not describe this checkpoint"
+            )
         for p, part in zip("qkv", t.split(spec.embed_dim, dim=0)):
             out[_QKV[fam][1].format(i=m.group(1), p=p, w=m.group(2))] = part
         return
