@@ -55,6 +55,21 @@ class OpenVLALoadError(RuntimeError):
     """The checkpoint cannot be loaded natively; the message names the file or tensor."""
 
 
+#: transformers versions whose module names the key map targets (tested: 5.24.0).
+MIN_TRANSFORMERS = (5, 0)
+
+
+def _check_transformers() -> None:
+    import transformers
+
+    major_minor = tuple(int(x) for x in transformers.__version__.split(".")[:2])
+    if major_minor < MIN_TRANSFORMERS:
+        raise OpenVLALoadError(
+            f"native OpenVLA needs transformers >= {'.'.join(map(str, MIN_TRANSFORMERS))} (its vision modules' "
+            f"parameter names; tested with 5.24.0), found {transformers.__version__}: pip install 'transformers>=5'"
+        )
+
+
 # -- towers -------------------------------------------------------------------------------
 
 
@@ -406,7 +421,12 @@ def _load_weights(model: OpenVLANativeModel, files: Sequence[Path], device: torc
     def put(name: str, t: torch.Tensor) -> None:
         dst = params.get(name)
         if dst is None:
-            raise OpenVLALoadError(f"checkpoint tensor maps to {name!r}, which the native model does not have")
+            import transformers
+
+            raise OpenVLALoadError(
+                f"checkpoint tensor maps to {name!r}, which the native model does not have (the key map targets "
+                f"transformers 5.x module names; this is {transformers.__version__})"
+            )
         if tuple(dst.shape) != tuple(t.shape):
             raise OpenVLALoadError(
                 f"{name}: checkpoint shape {tuple(t.shape)} != native shape {tuple(dst.shape)}; "
@@ -470,6 +490,7 @@ def load_openvla_native(
             unreadable tokenizer or preprocessor config (the message says which).
     """
     d = Path(model_dir)
+    _check_transformers()
     try:
         cfg = read_openvla_config(d)
         specs = tuple(resolve_tower(t, tower_specs, d) for t in cfg.timm_model_ids)
