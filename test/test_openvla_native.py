@@ -205,7 +205,7 @@ def test_vision_runs_once_per_batch(fx, policies):
 def test_bf16_gives_valid_actions(fx):
     d, ref = fx
     pol = TransformersPolicy.from_pretrained(
-        d / "checkpoint", action_format="openvla", unnorm_key="bridge_orig", dtype="bf16"
+        d / "checkpoint", action_format="openvla", prompt="openvla", unnorm_key="bridge_orig", dtype="bf16"
     )
     r = pol.infer(_image(d, "image_2.png"), "pick up the red block")
     assert r.action is not None and all(31744 <= t < 32000 for t in r.token_ids)
@@ -294,3 +294,28 @@ def test_remote_code_classes_get_generate():
     cls = _with_generation_mixin(RemoteLike)
     assert issubclass(cls, GenerationMixin) and issubclass(cls, RemoteLike) and hasattr(cls, "generate")
     assert _with_generation_mixin(cls) is cls
+
+
+def test_sharded_checkpoint_loads_like_one_file(fx, tmp_path):
+    """openvla-7b ships model-0000N-of-00003.safetensors + model.safetensors.index.json."""
+    from safetensors.torch import load_file, save_file
+
+    d, ref = fx
+    ck = _copy_checkpoint(d, tmp_path)
+    state = load_file(str(ck / "model.safetensors"))
+    (ck / "model.safetensors").unlink()
+    keys = sorted(state)
+    shards = {"model-00001-of-00002.safetensors": keys[::2], "model-00002-of-00002.safetensors": keys[1::2]}
+    weight_map = {}
+    for name, ks in shards.items():
+        save_file({k: state[k] for k in ks}, str(ck / name))
+        weight_map.update({k: name for k in ks})
+    (ck / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+    with pytest.raises(ModelLoadError, match="set policy.prompt: openvla"):
+        TransformersPolicy.from_pretrained(ck, action_format="openvla", unnorm_key="bridge_orig")  # prompt rt2
+    pol = TransformersPolicy.from_pretrained(ck, action_format="openvla", prompt="openvla", unnorm_key="bridge_orig")
+    row = next(r for r in ref["rows"] if r["unnorm_key"] == "bridge_orig" and r["image"] == "image_3.png")
+    _check_row(pol.infer(_image(d, row["image"]), row["instruction"]), row)
+    (ck / "model-00002-of-00002.safetensors").unlink()
+    with pytest.raises(ModelLoadError, match="weight shards listed in model.safetensors.index.json are missing"):
+        TransformersPolicy.from_pretrained(ck, action_format="openvla", unnorm_key="bridge_orig")

@@ -369,6 +369,12 @@ class TransformersPolicy(Policy):
                 )
             except Exception as e:  # noqa: BLE001 - any loader failure is a load error with its message
                 raise ModelLoadError(f"cannot load the processor/tokenizer from {str(path)!r}: {e}") from None
+        if openvla_family and prompt in ("rt2", "cot"):
+            # Checked after loading so that load problems are reported first.
+            raise ModelLoadError(
+                f"OpenVLA checkpoints answer the prompt they were trained with: set policy.prompt: openvla "
+                f"(got {prompt!r}; an RT-2 prompt gives valid-looking but wrong actions)"
+            )
         try:
             model = model.to(torch_device).eval()
         except Exception as e:  # noqa: BLE001
