@@ -83,6 +83,9 @@ class PolicyConfig(_Section):
     dtype: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="model dtype")
     device: str = Field("cpu", description="torch device: cpu, cuda, cuda:N")
     num_threads: int = Field(0, ge=0, le=256, description="torch CPU threads, 0 = default")
+    trust_remote_code: bool = Field(
+        False, description="run model code shipped in the checkpoint (OpenVLA loads natively without it)"
+    )
     server_url: str = Field("ws://127.0.0.1:8000", description="remote inference server URL")
     api_key_env: str = Field("RT2_API_KEY", description="environment variable with the server API key")
     timeout_s: float = Field(1.0, gt=0.0, le=60.0, description="remote reply timeout [s]")
