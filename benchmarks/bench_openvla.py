@@ -93,7 +93,7 @@ def openvla_7b_policy(device: str, dtype: str, text: dict | None = None, towers:
     """
     import torch
 
-    from rt2_ros.action_tokenizer import select_unnorm_stats
+    from rt2_ros.action_tokenizer import OpenVLAActionTokenizer, select_unnorm_stats
     from rt2_ros.policies.openvla.config import OpenVLACheckpointConfig
     from rt2_ros.policies.openvla.modeling import OpenVLANativeModel, _default_dtype
     from rt2_ros.policies.openvla.processing import OpenVLAImageProcessor, OpenVLAProcessor
@@ -138,10 +138,8 @@ def openvla_7b_policy(device: str, dtype: str, text: dict | None = None, towers:
         model,
         OpenVLAProcessor(tok, ip),
         model_id="openvla-7b-architecture (random weights)",
-        action_format="openvla",
+        codec=OpenVLAActionTokenizer(cfg.unpadded_vocab_size, select_unnorm_stats(stats, None)[1]),
         prompt="openvla",
-        openvla_vocab_size=cfg.unpadded_vocab_size,
-        unnorm=select_unnorm_stats(stats, None),
         openvla_family=True,
         max_batch_size=64,
     )

@@ -16,7 +16,7 @@ SUBCOMMANDS = {
     "decode": ("rt2_ros.cli", "decode model output into an action (JSON with units)"),
     "make-test-model": ("rt2_ros.testing.make_model", "build an offline PaliGemma-architecture test model"),
     "serve": ("rt2_ros.serving.cli", "run the remote inference server"),
-    "predict": ("rt2_ros.policies.predict_cli", "run a local checkpoint on one image + instruction (JSON)"),
+    "predict": ("rt2_ros.serving.predict", "run a local checkpoint on one image + instruction (JSON)"),
     "demo": ("rt2_ros.sim.demo", "closed-loop simulation demo: sim + rt2 node + policy"),
 }
 

@@ -19,7 +19,7 @@ transformers = pytest.importorskip("transformers")
 
 from openvla_fixture import ROOT  # noqa: E402
 
-from rt2_ros.action_tokenizer import select_unnorm_stats  # noqa: E402
+from rt2_ros.action_tokenizer import OpenVLAActionTokenizer, select_unnorm_stats  # noqa: E402
 from rt2_ros.config import load_config  # noqa: E402
 from rt2_ros.factory import make_policy  # noqa: E402
 from rt2_ros.policies.transformers_policy import ModelLoadError, TransformersPolicy  # noqa: E402
@@ -39,10 +39,10 @@ def _openvla_policy(model, processor, **kw):
     return TransformersPolicy(
         model,
         processor,
-        action_format="openvla",
+        codec=OpenVLAActionTokenizer(
+            model.config.unpadded_vocab_size, select_unnorm_stats(example_statistics(), TEST_UNNORM_KEY)[1]
+        ),
         prompt="openvla",
-        openvla_vocab_size=model.config.unpadded_vocab_size,
-        unnorm=select_unnorm_stats(example_statistics(), TEST_UNNORM_KEY),
         openvla_family=True,
         **kw,
     )
@@ -53,7 +53,7 @@ def test_normal_models_pass():
     pol = _openvla_policy(model, processor)
     assert pol.metadata.extra["image_sensitivity_max_logit_diff"] > 1e-3
     model, processor = build_paligemma("tiny", seed=0)
-    pol = TransformersPolicy(model, processor, action_format="rt2", prompt="rt2")
+    pol = TransformersPolicy(model, processor, prompt="rt2")
     assert pol.metadata.extra["image_sensitivity_max_logit_diff"] > 1e-3
 
 
@@ -71,7 +71,7 @@ def test_paligemma_whose_image_features_are_constant_is_refused():
     with torch.no_grad():
         proj.linear.weight.zero_()
     with pytest.raises(ModelLoadError, match=f"{BLIND}.*transformers {transformers.__version__}"):
-        TransformersPolicy(model, processor, action_format="rt2", prompt="rt2")
+        TransformersPolicy(model, processor, prompt="rt2")
 
 
 class _DropsImageOnFirstStep(torch.nn.Module):

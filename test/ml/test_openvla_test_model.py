@@ -70,7 +70,7 @@ def test_local_backend_runs_it_batched(openvla_test_model_dir):
 
 
 def test_rt2_ros_serve_runs_it(openvla_test_model_dir, tmp_path):
-    from rt2_ros.policies.remote import RemotePolicy
+    from rt2_ros.remote.client import RemotePolicy
 
     o = policy_overrides(openvla_test_model_dir, "openvla")
     cfg_file = tmp_path / "rt2.yaml"
