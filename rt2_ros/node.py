@@ -622,7 +622,7 @@ class Rt2Node(Node):
         try:
             self.controller.on_instruction(text, self.now_s())
         except ValueError as e:
-            self._reject("instruction", f"instruction {text[:60]!r}", str(e), throttle=False)
+            self._reject("instruction", f"instruction {text[:60]!r}", str(e))  # throttled: spam must not flood
         self._handle_transitions()
 
     def _rotation_planning_from_command(self, pose_rotation: np.ndarray | None) -> tuple[bool, np.ndarray | None]:

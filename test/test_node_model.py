@@ -37,7 +37,10 @@ def _params(model_dir: Path) -> list[str]:
     from rt2_ros.testing.make_model import policy_overrides
 
     out = []
-    overrides = dict(policy_overrides(model_dir), **{"control.period_s": 0.2, "policy.num_threads": 1})
+    overrides = dict(
+        policy_overrides(model_dir),
+        **{"control.period_s": 0.2, "policy.num_threads": 1, "safety.require_ee_pose": False},
+    )
     for k, v in overrides.items():
         out += ["-p", f"{k}:={v}"]
     return out
