@@ -426,6 +426,10 @@ class RemotePolicy(Policy):
         with self._lock:
             t_start = time.monotonic()
             deadline = t_start + self.timeout_s
+            if self._ws is not None and not self._is_open(self._ws):
+                # The server closed it between steps (e.g. its idle timeout): reconnect now, no backoff.
+                log.info("remote policy: %s closed the connection; reconnecting", self.server_url)
+                self._drop_connection()
             if self._ws is None:
                 self._connect(deadline)
             for obs in observations:
@@ -489,6 +493,12 @@ class RemotePolicy(Policy):
             self._timeouts_in_row = 0
             self._last_error = ""
             return [self._to_result(*replies[rid]) for rid in ids]
+
+    @staticmethod
+    def _is_open(ws) -> bool:
+        from websockets.protocol import State
+
+        return getattr(ws, "state", State.OPEN) is State.OPEN
 
     def _send(self, data: bytes, deadline: float) -> None:
         """Send one frame by ``deadline`` (monotonic s). The library's send blocks while
