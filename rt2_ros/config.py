@@ -112,6 +112,13 @@ class ControlConfig(_Section):
     max_steps: int = Field(100, ge=1, description="episode step limit")
     max_duration_s: float = Field(120.0, gt=0.0, description="episode time limit [s]")
     terminate_debounce: int = Field(1, ge=1, le=100, description="consecutive terminate tokens needed")
+    max_instruction_rate_hz: float = Field(
+        10.0,
+        ge=0.0,
+        le=1000.0,
+        description="instructions per second accepted on average (bursts of 5 pass); more are refused; 0 = no limit "
+        "[Hz]",
+    )
 
 
 class FramesConfig(_Section):
@@ -130,8 +137,21 @@ class SafetyConfig(_Section):
     workspace_enabled: bool = Field(True, description="clip motion at the workspace box faces")
     workspace_min: list[float] = Field([0.2, -0.5, 0.0], description="box minimum x y z in planning_frame [m]")
     workspace_max: list[float] = Field([0.8, 0.5, 0.8], description="box maximum x y z in planning_frame [m]")
-    require_ee_pose: bool = Field(False, description="no motion while the end-effector pose is unknown")
+    require_ee_pose: bool = Field(
+        True,
+        description="no motion while the end-effector pose is unknown; false: move without it, the workspace "
+        "box then unchecked (warned)",
+    )
+    max_reach_m: float = Field(
+        1.5, gt=0.0, le=100.0, description="reject end-effector poses further from the planning_frame origin [m]"
+    )
     max_image_age_s: float = Field(1.0, gt=0.0, description="stop when the newest image is older [s]")
+    camera_loss_grace_s: float = Field(
+        2.0,
+        ge=0.0,
+        le=3600.0,
+        description="end the episode as a fault after max_image_age_s plus this without images [s]",
+    )
     max_action_age_s: float = Field(1.0, gt=0.0, description="stop when the newest action is older [s]")
     max_pose_age_s: float = Field(0.5, gt=0.0, description="older end-effector pose counts as unknown [s]")
 

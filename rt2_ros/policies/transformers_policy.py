@@ -141,7 +141,9 @@ class TransformersPolicy(Policy):
         action_token_pattern: spelling of the token of integer ``k`` (``"▁{k}"``,
             ``"<act_{k}>"``, ``"<loc{k:04d}>"``...); None tries
             :data:`~rt2_ros.policies.constrained.DEFAULT_ACTION_TOKEN_PATTERNS`.
-        restrict_terminate: field 0 may only be the codec's terminate or continue value.
+        restrict_terminate: field 0 may only be the codec's terminate or continue value
+            (False leaves it unconstrained; any other value then decodes as malformed
+            output, no motion).
         unnorm_key: the statistics key of an OpenVLA codec, reported in :attr:`metadata`.
         openvla_family: the model is OpenVLA's own class (append the empty token,
             batch 1).

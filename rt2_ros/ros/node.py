@@ -291,7 +291,7 @@ class Rt2Node(Node):
         try:
             self.controller.on_instruction(text, self.now_s())
         except ValueError as e:
-            self._reject("instruction", f"instruction {text[:60]!r}", str(e), throttle=False)
+            self._reject("instruction", f"instruction {text[:60]!r}", str(e))  # throttled: spam must not flood
         self._handle_transitions()
 
     def _on_servo_halt(self, detail: str) -> None:

@@ -46,6 +46,9 @@ class ServeSettings(BaseModel):
     max_clients: int = Field(64, ge=1, description="most concurrent connections; more get HTTP 503")
     max_request_mb: float = Field(8.0, gt=0.0, description="largest request frame [MiB]")
     max_image_side: int = Field(2048, ge=1, description="largest image height/width [px]")
+    idle_timeout_s: float = Field(
+        60.0, gt=0.0, description="close a connection that sends no request for this long (frees its slot) [s]"
+    )
     tls_cert: str | None = Field(None, description="TLS certificate chain (serves wss://)")
     tls_key: str | None = Field(None, description="TLS private key (default: in tls_cert)")
     no_warmup: bool = Field(False, description="skip the warm-up inference before listening")

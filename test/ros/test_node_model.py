@@ -38,7 +38,10 @@ def _params(model_dir: Path, action_format: str = "rt2") -> list[str]:
     from rt2_ros.testing.make_model import policy_overrides
 
     out = []
-    overrides = dict(policy_overrides(model_dir, action_format), **{"control.period_s": 0.2, "policy.num_threads": 1})
+    overrides = dict(
+        policy_overrides(model_dir, action_format),
+        **{"control.period_s": 0.2, "policy.num_threads": 1, "safety.require_ee_pose": False},
+    )
     for k, v in overrides.items():
         out += ["-p", f"{k}:={v}"]
     return out
