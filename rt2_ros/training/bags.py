@@ -393,11 +393,6 @@ class _Scan:
             summary = reader.get_summary()
             if summary is None:
                 raise ValueError("the file has no summary section (unfinished recording?); `mcap recover` fixes it")
-            stats = summary.statistics
-            if stats is not None and stats.message_count:
-                self.t0_ns = int(stats.message_start_time)
-            else:
-                self.t0_ns = min((ci.message_start_time for ci in summary.chunk_indexes), default=0)
             for ch in summary.channels.values():
                 sch = summary.schemas.get(ch.schema_id)
                 self.types[ch.topic] = sch.name if sch is not None else ""
@@ -407,6 +402,8 @@ class _Scan:
             image_seq: dict[str, int] = {}
             for schema, channel, message in reader.iter_messages(topics=wanted, log_time_order=False):
                 self.count += 1
+                if self.t0_ns is None:  # times are "into the bag": since the first message in the file
+                    self.t0_ns = int(message.log_time)
                 t = (message.log_time - self.t0_ns) * 1e-9
                 if t < tmax - tol:
                     self.jumps.append((tmax, t))
@@ -786,7 +783,6 @@ def read_bag(path: str | Path, topics: BagTopics, opts: ReadOptions) -> BagResul
                     action_source=st["source"],
                 )
             )
-    result.segments.sort(key=lambda s: (s.episode_in_bag, s.start_time_s))
     by_ep: dict[int, int] = {}
     for s in result.segments:
         s.segment_in_episode = by_ep.get(s.episode_in_bag, 0)
@@ -858,8 +854,22 @@ def _steps_for_piece(
     at, av = _select(scan.streams.get(scan.topics.action), seg)
     if len(poses) == 0 or any(len(ct) == 0 for ct, _ in cam_t.values()):
         return []
-    cover_lo = max([lo, poses.t[0]] + [ct[0] for ct, _ in cam_t.values()])
-    cover_hi = min([hi, poses.t[-1]] + [ct[-1] + opts.image_age_s for ct, _ in cam_t.values()])
+    # Leading/trailing trim: an episode starts where every stream has data near it (a
+    # recording that begins with the instruction has its first frame a little later).
+    age, gap = opts.image_age_s, opts.pose_gap_s
+    firsts, lasts = [], []
+    for ct, _ in cam_t.values():
+        after = ct[ct >= lo - age]
+        before = ct[ct <= hi]
+        if len(after) == 0 or len(before) == 0:
+            return []
+        firsts.append(after[0])
+        lasts.append(before[-1] + age)
+    p_after, p_before = poses.t[poses.t >= lo - gap], poses.t[poses.t <= hi + gap]
+    if len(p_after) == 0 or len(p_before) == 0:
+        return []
+    cover_lo = max([lo, p_after[0]] + firsts)
+    cover_hi = min([hi, p_before[-1]] + lasts)
     if cover_hi < cover_lo:
         return []
     t_obs = np.asarray([at[k] - av[k][2] for k in range(len(at))], dtype=np.float64)
@@ -942,7 +952,7 @@ def _steps_for_piece(
     ok_all = status == 0
     runs = _runs(ok_all)
     for r_lo, r_hi in runs:
-        last_step = r_hi == len(tq)
+        last_step = bool(np.all(status[r_hi:] == 5))  # nothing but the undroppable tail after it
         out.append(
             {
                 "t": tq[r_lo:r_hi],
