@@ -40,6 +40,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
+import inspect
 import io
 import json
 import math
@@ -499,8 +501,10 @@ def _load_base(path: Path, dtype: Any) -> tuple[Any, Any, bool, dict]:
     return model, processor, openvla_family, raw
 
 
-def train(opts: TrainOptions, log: Any = None) -> dict[str, Any]:
+def train(opts: TrainOptions, log: Any = None, callbacks: Sequence[Any] = ()) -> dict[str, Any]:
     """Fine-tune ``opts.base`` on ``opts.dataset`` and export ``opts.out`` (see the module doc).
+
+    ``callbacks`` are ``transformers.TrainerCallback`` s added to the Trainer's.
 
     Returns:
         The final metrics (``train_loss``, ``eval_loss``, ``eval_action_token_accuracy``, steps...).
@@ -605,6 +609,20 @@ def train(opts: TrainOptions, log: Any = None) -> dict[str, Any]:
                 return torch.utils.data.SequentialSampler(ds)
             return super()._get_train_sampler(train_dataset)
 
+        def _save(self, output_dir=None, state_dict=None):
+            # transformers 5 writes checkpoints in the original key layout (e.g. PaliGemma's
+            # language_model.model.*) but --resume loads them into the model without converting
+            # back, so every weight would be missed. Checkpoints keep the in-memory layout
+            # (save_original_format=False, from_pretrained reads both); the export is unchanged.
+            m = self.accelerator.unwrap_model(self.model, keep_torch_compile=False)
+            if "save_original_format" not in inspect.signature(m.save_pretrained).parameters:
+                return super()._save(output_dir, state_dict)
+            m.save_pretrained = functools.partial(m.save_pretrained, save_original_format=False)
+            try:
+                return super()._save(output_dir, state_dict)
+            finally:
+                del m.save_pretrained
+
     trainer = _Trainer(
         model=model,
         args=args,
@@ -613,6 +631,7 @@ def train(opts: TrainOptions, log: Any = None) -> dict[str, Any]:
         data_collator=Collator(processor, openvla_family),
         compute_metrics=compute if eval_set is not None else None,
         preprocess_logits_for_metrics=preprocess if eval_set is not None else None,
+        callbacks=list(callbacks) or None,
     )
     resume = None
     if opts.resume:
