@@ -53,7 +53,6 @@ setup(
             "datasets>=3.0",
             "pyarrow>=15",
             "pandas>=2.0",
-            "av>=12",
             "tensorboard>=2.15",
             "tqdm>=4.60",
             "pillow>=9",
