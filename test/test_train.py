@@ -318,3 +318,24 @@ def test_bad_options_are_refused(tiny_model_dir, dataset_dir, tmp_path, capsys):
         ]
     )
     assert rc == 1 and "not a LeRobot dataset" in capsys.readouterr().err
+
+
+def test_rt2_ros_serve_serves_the_output(trained):
+    """``rt2-ros serve --model OUT`` (loopback, no other model setting) answers a robot."""
+    import os
+
+    from rt2_ros.policies.remote import RemotePolicy
+    from rt2_ros.testing.serve import start_server
+
+    out, _ = trained
+    env = dict(os.environ, RT2_API_KEY="k")
+    proc, url = start_server(["--model", str(out)], env=env, timeout_s=120.0)
+    try:
+        cfg = load_config()
+        res = RemotePolicy(url, cfg.action, api_key="k", timeout_s=30).infer(
+            np.zeros((224, 224, 3), np.uint8), TASKS[0]
+        )
+        assert res.error is None and res.action is not None and len(res.action.tokens) == 8
+    finally:
+        proc.terminate()
+        proc.wait(20)
