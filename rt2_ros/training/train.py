@@ -22,8 +22,9 @@ Co-fine-tuning (RT-2 section 3.2): ``--cotrain-dataset`` (image, question, answe
 :mod:`rt2_ros.training.vqa`) fills ``--cotrain-ratio`` of every batch (RT-2-PaLI-X used
 about half robot data: 0.5).
 
-Distribution is the Trainer's (accelerate): ``accelerate launch -m rt2_ros.cli train ...``
-or ``torchrun`` give DDP/FSDP; nothing here is home-made. Output directory::
+Distribution is the Trainer's (accelerate): ``torchrun --nproc_per_node N -m rt2_ros.cli
+train ...`` or ``accelerate launch --multi_gpu -m rt2_ros.cli train ...`` give DDP (FSDP
+through accelerate's config); nothing here is home-made. Output directory::
 
     OUT/                 model (LoRA merged), processor + tokenizer (with any added action tokens),
                          dataset_statistics.json, rt2_ros_policy.yaml (action + policy.prompt used),
@@ -811,5 +812,6 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, ValueError, ConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    print(json.dumps({"out": str(Path(opts.out).resolve()), **metrics}, indent=2))
+    if int(os.environ.get("RANK", "0")) == 0:  # one summary under torchrun / accelerate launch
+        print(json.dumps({"out": str(Path(opts.out).resolve()), **metrics}, indent=2))
     return 0
