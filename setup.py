@@ -49,6 +49,21 @@ setup(
         "scale": ["ray[serve]>=2.40"],
         "sim": ["pybullet>=3.2.5", "matplotlib>=3.5", "tqdm>=4.60", "pillow>=9"],
         "record": ["mcap>=1.1", "mcap-ros2-support>=0.5"],
+        # rt2-ros dataset / train: LeRobot-format datasets and fine-tuning on HF's Trainer.
+        "train": [
+            "torch>=2.1",
+            "transformers>=4.46",
+            "accelerate>=1.0",
+            "peft>=0.13",
+            "datasets>=3.0",
+            "pyarrow>=15",
+            "pandas>=2.0",
+            "tensorboard>=2.15",
+            "tqdm>=4.60",
+            "pillow>=9",
+            "mcap>=1.1",
+            "mcap-ros2-support>=0.5",
+        ],
         "test": ["pytest>=7", "hypothesis>=6", "pytest-timeout>=2.1", "ruff>=0.6", "import-linter>=2.0"],
     },
     entry_points={

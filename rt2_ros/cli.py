@@ -18,6 +18,8 @@ SUBCOMMANDS = {
     "serve": ("rt2_ros.serving.cli", "run the remote inference server"),
     "predict": ("rt2_ros.serving.predict", "run a local checkpoint on one image + instruction (JSON)"),
     "demo": ("rt2_ros.sim.demo", "closed-loop simulation demo: sim + rt2 node + policy"),
+    "dataset": ("rt2_ros.training.dataset", "recordings (MCAP) -> LeRobotDataset v3.0; sim ground truth -> VQA pairs"),
+    "train": ("rt2_ros.training.train", "fine-tune a vision-language model into an RT-2 policy (HF Trainer)"),
 }
 
 
