@@ -48,12 +48,12 @@ class _RecordingController(Controller):
         self.rec.write(topic, serialize_message(msg), log_time_ns=self._ns(t))
 
     def _stamp(self, t: float):
-        from rt2_ros.ros_conversions import s_to_stamp
+        from rt2_ros.ros.conversions import s_to_stamp
 
         return s_to_stamp(self.t0_ns * 1e-9 + t)
 
     def _flush_transitions(self, t: float) -> None:
-        from rt2_ros.ros_conversions import transition_to_episode_msg
+        from rt2_ros.ros.conversions import transition_to_episode_msg
 
         for tr in self.drain_transitions():
             self._write("/rt2/episode", transition_to_episode_msg(tr, self._stamp(t)), t)
@@ -61,7 +61,7 @@ class _RecordingController(Controller):
     def on_image(self, image, stamp_s, now_s=None):
         from std_msgs.msg import String
 
-        from rt2_ros.ros_conversions import rgb_to_image_msg
+        from rt2_ros.ros.conversions import rgb_to_image_msg
 
         super().on_image(image, stamp_s, now_s)
         self._write("/camera/image_raw", rgb_to_image_msg(image, self._stamp(stamp_s), "camera"), stamp_s)
@@ -92,7 +92,7 @@ class _RecordingController(Controller):
     def step(self, now_s):
         from std_msgs.msg import Float64
 
-        from rt2_ros.ros_conversions import outcome_to_action_msg
+        from rt2_ros.ros.conversions import outcome_to_action_msg
 
         out = super().step(now_s)
         if out is not None:
@@ -131,7 +131,7 @@ def record_expert_episodes(
     Raises:
         ImportError: rclpy or PyBullet missing.
     """
-    from rt2_ros.factory import make_policy
+    from rt2_ros.sim.expert import ScriptedExpertPolicy
     from rt2_ros.sim.inprocess import run_episode
     from rt2_ros.sim.recording import McapRecorder
     from rt2_ros.sim.settings import load_sim_settings
@@ -148,7 +148,7 @@ def record_expert_episodes(
             with McapRecorder(path) as rec:
                 for topic, datatype in RECORDED_TOPICS:
                     rec.add_channel(topic, datatype)
-                policy = make_policy(cfg, ground_truth=world.ground_truth)
+                policy = ScriptedExpertPolicy.from_config(cfg, ground_truth=world.ground_truth)
                 ctl = _RecordingController(cfg, policy, world, rec, t0_ns + k * 1_000_000_000_000)
                 run_episode(world, ctl, instruction, seed=int(seed), camera_period_s=camera_period_s, keep_frames=False)
             paths.append(path)

@@ -97,10 +97,10 @@ def _processor(path):
 
 
 def test_prompt_and_answer_are_the_ids_the_node_decodes(tiny_model_dir, dataset_dir):
-    from rt2_ros.policies.transformers_policy import TransformersPolicy
+    from rt2_ros.factory import make_policy
 
     cfg = load_config(overrides={"policy.model_path": str(tiny_model_dir)})
-    policy = TransformersPolicy.from_config(cfg, warmup=False)  # the node's codec: the config's action section
+    policy = make_policy(cfg, warmup=False)  # the node's codec: the config's action section
     proc = _processor(tiny_model_dir)
     targets = ActionTargets(cfg.action, proc.tokenizer)
     ds = RobotSamples(dataset_dir, targets, "rt2")
@@ -116,7 +116,8 @@ def test_prompt_and_answer_are_the_ids_the_node_decodes(tiny_model_dir, dataset_
     assert batch["labels"][0, prompt_len : prompt_len + 9].tolist() == answer
     assert batch["token_type_ids"][0, prompt_len : prompt_len + 9].tolist() == [1] * 9
     # the node's decoder turns the 8 action ids into the codec's text for the recorded action, then EOS
-    text, _, action, err = policy._decode_row(answer, 0)
+    r = policy._decode_row(answer, 0, {})
+    text, action, err = r.text, r.action, r.error
     assert err is None and answer[8] == proc.tokenizer.eos_token_id
     assert text == targets.codec.encode(ds.actions[3], terminate=bool(ds.terminate[3]))
     np.testing.assert_allclose(action.vector, ds.actions[3], atol=targets.codec.max_roundtrip_error.max() + 1e-9)
@@ -324,7 +325,7 @@ def test_rt2_ros_serve_serves_the_output(trained):
     """``rt2-ros serve --model OUT`` (loopback, no other model setting) answers a robot."""
     import os
 
-    from rt2_ros.policies.remote import RemotePolicy
+    from rt2_ros.remote.client import RemotePolicy
     from rt2_ros.testing.serve import start_server
 
     out, _ = trained

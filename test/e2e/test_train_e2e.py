@@ -27,9 +27,9 @@ from ros_helpers import (  # noqa: E402
 )
 from std_msgs.msg import String  # noqa: E402
 
-from rt2_ros.ros_conversions import import_rt2_msgs  # noqa: E402
+from rt2_ros.ros.conversions import import_rt2_msgs  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 msgs = import_rt2_msgs()
 
 
@@ -106,7 +106,7 @@ def test_record_build_train_and_run_the_policy_in_the_node(recorded, tiny_model_
         cmd = [
             sys.executable,
             "-m",
-            "rt2_ros.node",
+            "rt2_ros.ros.node",
             "--ros-args",
             "--params-file",
             str(ROOT / "config" / "rt2.yaml"),
