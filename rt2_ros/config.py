@@ -24,7 +24,13 @@ __all__ = [
     "flat_fields",
     "config_to_flat",
     "config_from_flat",
+    "MODEL_SETTINGS_FILE",
+    "with_model_settings",
 ]
+
+#: In a model directory written by ``rt2-ros train``: the ``action`` section and
+#: ``policy.prompt`` the model was trained with (ROS parameters-file form).
+MODEL_SETTINGS_FILE = "rt2_ros_policy.yaml"
 
 
 class ConfigError(ValueError):
@@ -312,3 +318,45 @@ def config_from_flat(flat: dict[str, Any]) -> RT2Config:
             raise ConfigError(f"invalid rt2_ros configuration: unknown parameter {key!r}")
         nested.setdefault(section, {})[name] = list(value) if isinstance(value, tuple) else value
     return _validate(nested)
+
+
+def with_model_settings(cfg: RT2Config) -> tuple[RT2Config, list[str]]:
+    """``cfg`` with the codec settings of its local model applied.
+
+    A model trained by ``rt2-ros train`` carries the ``action`` section and
+    ``policy.prompt`` it was trained with in ``<policy.model_path>/rt2_ros_policy.yaml``
+    (:data:`MODEL_SETTINGS_FILE`). They belong to the model (its output is only
+    meaningful with them), so they win over the parameters file: the directory alone is
+    enough to run it. Other backends, and model directories without the file, are
+    returned unchanged.
+
+    Returns:
+        ``(config, names)``: the config to run with and the dotted names that changed.
+
+    Raises:
+        ConfigError: the file is unreadable, not YAML, holds other keys, or invalid values.
+    """
+    if cfg.policy.backend != "local" or not cfg.policy.model_path:
+        return cfg, []
+    path = Path(cfg.policy.model_path).expanduser() / MODEL_SETTINGS_FILE
+    if not path.is_file():
+        return cfg, []
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as e:
+        raise ConfigError(f"cannot read {path}: {e}") from None
+    nested = _ros_params_section(data, str(path))
+    model_flat = dict(config_to_flat(_validate({k: v for k, v in nested.items() if k == "action"})))
+    wanted = {k: v for k, v in model_flat.items() if k.startswith("action.")}
+    prompt = (nested.get("policy") or {}).get("prompt") if isinstance(nested.get("policy"), dict) else None
+    if prompt is not None:
+        wanted["policy.prompt"] = prompt
+    unknown = set(nested) - {"action", "policy"} or set(nested.get("policy") or {}) - {"prompt"}
+    if unknown:
+        raise ConfigError(f"{path}: only the action section and policy.prompt belong there, not {sorted(unknown)}")
+    flat = config_to_flat(cfg)
+    changed = sorted(k for k, v in wanted.items() if flat.get(k) != v)
+    if not changed:
+        return cfg, []
+    flat.update(wanted)
+    return config_from_flat(flat), changed

@@ -118,7 +118,7 @@ def build_policy(settings: ServeSettings):
     Raises:
         ValueError / ConfigError: bad config or settings; PolicyError: the model does not load.
     """
-    from rt2_ros.config import load_config
+    from rt2_ros.config import MODEL_SETTINGS_FILE, load_config, with_model_settings
     from rt2_ros.factory import make_policy
 
     overrides: dict[str, Any] = {"policy.backend": "local" if settings.model else settings.policy}
@@ -128,4 +128,7 @@ def build_policy(settings: ServeSettings):
         overrides["policy.device"] = settings.device
     if settings.dtype:
         overrides["policy.dtype"] = settings.dtype
-    return make_policy(load_config(settings.config, overrides))
+    cfg, from_model = with_model_settings(load_config(settings.config, overrides))
+    if from_model:
+        log.info("from the model's %s: %s", MODEL_SETTINGS_FILE, ", ".join(from_model))
+    return make_policy(cfg)

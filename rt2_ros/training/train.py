@@ -54,6 +54,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from rt2_ros.config import MODEL_SETTINGS_FILE
+
 __all__ = [
     "TrainOptions",
     "ActionTargets",
@@ -68,8 +70,9 @@ __all__ = [
     "POLICY_FILE",
 ]
 
-#: The ``action`` section and ``policy.prompt`` used for training (ROS parameters-file form).
-POLICY_FILE = "rt2_ros_policy.yaml"
+#: The ``action`` section and ``policy.prompt`` used for training (ROS parameters-file
+#: form); the node and ``rt2-ros serve`` apply it (:func:`rt2_ros.config.with_model_settings`).
+POLICY_FILE = MODEL_SETTINGS_FILE
 #: Spelling of added RT-2 action tokens when the base vocabulary has no number tokens.
 ADDED_TOKEN_PATTERN = "<act_{k}>"
 
@@ -687,7 +690,7 @@ def _write_policy_files(out, opts, cfg, action_cfg, targets, meta, metrics, trai
     params = {"/**": {"ros__parameters": {"action": action, "policy": {"prompt": cfg.policy.prompt}}}}
     text = (
         "# The action codec and prompt this model was trained with (rt2-ros train).\n"
-        "# Give this file to the node with the model: params_file / --params-file.\n" + yaml.safe_dump(params)
+        "# The node and rt2-ros serve apply it when policy.model_path is this directory.\n" + yaml.safe_dump(params)
     )
     (out / POLICY_FILE).write_text(text)
     (out / "training_metrics.json").write_text(json.dumps(metrics, indent=2))

@@ -294,7 +294,12 @@ def test_openvla_format_trains_and_loads_with_its_statistics(tiny_model_dir, dat
     assert "my_task" in json.loads((out / "dataset_statistics.json").read_text())
     run_cfg = load_config(out / "rt2_ros_policy.yaml", overrides={"policy.model_path": str(out)})
     assert run_cfg.action.format == "openvla" and run_cfg.action.unnorm_key == "my_task"
-    policy = make_policy(run_cfg)
+    # The directory alone is enough: the node and rt2-ros serve apply the model's codec settings.
+    from rt2_ros.config import with_model_settings
+
+    dir_only, changed = with_model_settings(load_config(overrides={"policy.model_path": str(out)}))
+    assert dir_only == run_cfg and {"action.format", "policy.prompt"} <= set(changed)
+    policy = make_policy(dir_only)
     (r,) = policy.infer_batch([Observation(image=np.zeros((224, 224, 3), np.uint8), instruction=TASKS[2])])
     assert r.action is not None and r.error is None
 
