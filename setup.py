@@ -42,6 +42,8 @@ setup(
         ],
         # Replicas behind one address (Ray Serve); ~400 MB, optional for users (the test venv has it).
         "scale": ["ray[serve]>=2.40"],
+        # FAST action tokens (action.format: fast): the checkpoint's BPE tokenizer.
+        "fast": ["tokenizers>=0.19"],
         "sim": ["pybullet>=3.2.5", "matplotlib>=3.5", "tqdm>=4.60", "pillow>=9"],
         "record": ["mcap>=1.1", "mcap-ros2-support>=0.5"],
         "test": ["pytest>=7", "hypothesis>=6", "pytest-timeout>=2.1", "ruff>=0.6", "import-linter>=2.0"],
