@@ -35,7 +35,7 @@ def train_fast_tokenizer(
     horizon: int = 8,
     dim: int = 7,
     scale: float = 10.0,
-    vocab_size: int = 256,
+    vocab_size: int = 512,
     n_chunks: int = 2000,
     seed: int = 0,
 ) -> dict:
@@ -50,7 +50,7 @@ def train_fast_tokenizer(
         ImportError: the ``tokenizers`` library is missing.
     """
     from scipy.fft import dct
-    from tokenizers import ByteLevelBPETokenizer
+    from tokenizers import ByteLevelBPETokenizer, pre_tokenizers
     from tokenizers.trainers import BpeTrainer
 
     chunks = synthetic_chunks(n_chunks, horizon, dim, seed)
@@ -60,7 +60,13 @@ def train_fast_tokenizer(
     bound = int(np.ceil(np.sqrt(horizon) * scale)) + 1
     min_token = int(min(coeff.min(), -bound))
     max_token = int(max(coeff.max(), bound))
-    alphabet = [chr(i) for i in range(max_token - min_token + 1)]
+    # FAST passes the coefficient characters themselves as the initial alphabet; after the
+    # byte-level pre-tokenizer the symbols are the 256 byte characters, and with a small
+    # vocabulary some of those can be left out (then a chunk loses characters). Seeding the
+    # 256 byte symbols makes every string encodable.
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    if vocab_size < len(alphabet) + 1:
+        raise ValueError(f"vocab_size must exceed the {len(alphabet)} byte symbols, got {vocab_size}")
 
     def strings():
         for c in coeff:

@@ -58,7 +58,7 @@ def test_openvla_chunk_generates_h_times_7_tail_ids(tiny_model_dir):
 
 
 def test_fast_allows_only_fast_ids_then_end_of_sequence(tiny_model_dir, tmp_path):
-    info = train_fast_tokenizer(tmp_path / "fast", horizon=4, vocab_size=128, n_chunks=400)
+    info = train_fast_tokenizer(tmp_path / "fast", horizon=4, vocab_size=300, n_chunks=400)
     base = policy_overrides(tiny_model_dir)
     over = {
         **base,
