@@ -59,7 +59,6 @@ def train_fast_tokenizer(
     # magnitude up to sqrt(horizon) * scale), so every such value must be in the alphabet.
     bound = int(np.ceil(np.sqrt(horizon) * scale)) + 1
     min_token = int(min(coeff.min(), -bound))
-    max_token = int(max(coeff.max(), bound))
     # FAST passes the coefficient characters themselves as the initial alphabet; after the
     # byte-level pre-tokenizer the symbols are the 256 byte characters, and with a small
     # vocabulary some of those can be left out (then a chunk loses characters). Seeding the
