@@ -47,6 +47,8 @@ setup(
         "openvla-remote-code": ["timm>=0.9.10,<1.0", "torchvision", "transformers>=4.40.1,<4.50", "tokenizers>=0.19"],
         # Replicas behind one address (Ray Serve); ~400 MB, optional for users (the test venv has it).
         "scale": ["ray[serve]>=2.40"],
+        # FAST action tokens (action.format: fast): the checkpoint's BPE tokenizer.
+        "fast": ["tokenizers>=0.19"],
         "sim": ["pybullet>=3.2.5", "matplotlib>=3.5", "tqdm>=4.60", "pillow>=9"],
         "record": ["mcap>=1.1", "mcap-ros2-support>=0.5"],
         # rt2-ros dataset / train: LeRobot-format datasets and fine-tuning on HF's Trainer.

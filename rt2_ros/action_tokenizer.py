@@ -1,6 +1,8 @@
 """Action codec: model output text / token ids <-> end-effector actions.
 
-Two formats are supported, both from ``shared/docs/rt2-reference.md``:
+Four formats are supported, all from ``shared/docs/rt2-reference.md``; each decodes a
+chunk of ``horizon`` actions per model output (1 = one action per inference, as RT-2
+and OpenVLA were published):
 
 * **RT-2** (Brohan et al. 2023, arXiv:2307.15818, section 3.2): the model answers
   8 integers joined by spaces, ``terminate dx dy dz drx dry drz gripper``; every
@@ -11,15 +13,26 @@ Two formats are supported, both from ``shared/docs/rt2-reference.md``:
   ``prismatic/extern/hf/modeling_prismatic.py::predict_action``): 7 token ids at
   the tail of the vocabulary, decoded to 255 bin centres on [-1, 1] and then
   un-normalised with per-dataset q01/q99 statistics.
+* **Integer text** (:class:`IntegerTextCodec`, VLA-0, NVlabs/vla0
+  ``rv_train/models/qwen/model.py``: ``get_text_action`` / ``get_action_from_text_action``):
+  ``horizon x 7`` integers in ``[0, bins]`` as plain text, ``a = k / bins * (max - min) + min``.
+* **FAST** (:class:`FASTActionCodec`, Pertsch et al. 2025, physical-intelligence/fast
+  ``processing_action_tokenizer.py``; openpi ``models/tokenizer.py`` for the model-id
+  mapping): BPE tokens -> string -> quantised DCT coefficients -> inverse DCT -> chunk.
 
-Both implement one :class:`ActionCodec` interface (``decode_output`` from text and/or
+All implement one :class:`ActionCodec` interface (``decode_output`` from text and/or
 token ids, ``action_dim``, ``horizon``, bounds), built by :func:`make_codec` from the
 ``action`` section of the configuration. ``decode_output`` returns a tuple of actions
-(an action chunk of ``horizon`` actions; 1 for RT-2 and OpenVLA), so codecs that
-emit several actions per inference fit the same interface.
+(an action chunk of ``horizon`` actions, in execution order).
+
+Why the new codecs live here and not in a package of their own: :func:`make_codec`
+builds every format and import-linter forbids import cycles, so the formats share
+this module (FAST's ``tokenizers`` import happens only when a FAST codec is built).
 
 Malformed output of any kind raises :class:`ActionDecodeError` and never yields a
-partial action (nor a partial chunk). This module imports numpy only.
+partial action (nor a partial chunk: a chunk with one bad step is rejected whole).
+This module imports numpy and scipy (FAST's inverse DCT); FAST also needs the
+``tokenizers`` library (imported when a FAST codec is built).
 """
 
 from __future__ import annotations
@@ -42,11 +55,18 @@ __all__ = [
     "make_codec",
     "RT2ActionTokenizer",
     "OpenVLAActionTokenizer",
+    "IntegerTextCodec",
+    "FASTActionCodec",
+    "load_fast_tokenizer",
+    "ACTION_FORMATS",
     "UnnormStats",
     "select_unnorm_stats",
     "split_chain_of_thought",
     "DIM_NAMES",
 ]
+
+#: ``action.format`` names :func:`make_codec` builds.
+ACTION_FORMATS = ("rt2", "openvla", "int_text", "fast")
 
 #: Names of the 7 continuous dimensions, in RT-2's order (after ``terminate``).
 DIM_NAMES = ("dx", "dy", "dz", "drx", "dry", "drz", "gripper")
@@ -222,6 +242,51 @@ def _check_text(text: Any) -> str:
     return text
 
 
+#: Largest chunk a codec accepts (actions per model output).
+MAX_HORIZON = 64
+
+
+def _check_horizon(horizon: Any) -> int:
+    if isinstance(horizon, bool) or not isinstance(horizon, (int, np.integer)) or not 1 <= horizon <= MAX_HORIZON:
+        raise ValueError(f"horizon must be an integer in [1, {MAX_HORIZON}], got {horizon!r}")
+    return int(horizon)
+
+
+def _chunk_values(values: Any, horizon: int, dim: int = 7) -> np.ndarray:
+    """``float64 (horizon, dim)`` from an array-like; raises ActionDecodeError otherwise."""
+    v = np.asarray(values, dtype=np.float64)
+    if v.shape != (horizon, dim):
+        raise ActionDecodeError(f"expected a ({horizon}, {dim}) chunk, got shape {v.shape}")
+    if not np.all(np.isfinite(v)):
+        raise ActionDecodeError("cannot encode non-finite values")
+    return v
+
+
+def _parse_uints(text: str, n: int, what: str) -> list[int]:
+    """Exactly ``n`` whitespace-separated base-10 non-negative integers, else ActionDecodeError."""
+    text = _check_text(text)
+    fields = text.split()
+    if len(fields) != n:
+        raise ActionDecodeError(f"expected {n} integers ({what}), got {len(fields)} fields: {text[:80]!r}")
+    out = []
+    for i, f in enumerate(fields):
+        if not _INT_RE.fullmatch(f) or len(f) > 12:
+            raise ActionDecodeError(f"field {i} is not a non-negative integer: {f[:20]!r}")
+        out.append(int(f))
+    return out
+
+
+def _action_from_values(values: np.ndarray, tokens: Sequence[int], text: str) -> Action:
+    return Action(
+        terminate=False,
+        delta_position=values[0:3].copy(),
+        delta_rotation=values[3:6].copy(),
+        gripper=float(values[6]),
+        tokens=tuple(int(t) for t in tokens),
+        text=text,
+    )
+
+
 class RT2ActionTokenizer:
     """RT-2 action string codec (arXiv:2307.15818 section 3.2).
 
@@ -250,14 +315,17 @@ class RT2ActionTokenizer:
             rounds to the nearest grid point (RT-1 truncates), so the round trip is
             within half a grid step ``(high - low) / (bins - 1) / 2``.
 
+        horizon: actions per model output: ``horizon`` consecutive 8-integer actions
+            (``8 * horizon`` integers, each step with its own terminate field). 1 is
+            RT-2 as published.
+
     Raises:
-        ValueError: bad ``bins``, ``terminate_token`` or ``decode_to``.
+        ValueError: bad ``bins``, ``terminate_token``, ``decode_to`` or ``horizon``.
     """
 
     n_fields = 8
     format = "rt2"
     action_dim = 7
-    horizon = 1
     tokens_per_action = n_fields
 
     def __init__(
@@ -267,7 +335,9 @@ class RT2ActionTokenizer:
         terminate_token: int = 0,
         continue_token: int = 1,
         decode_to: str = "center",
+        horizon: int = 1,
     ) -> None:
+        self.horizon = _check_horizon(horizon)
         if not isinstance(bins, (int, np.integer)) or bins < 2:
             raise ValueError(f"bins must be an integer >= 2, got {bins!r}")
         if decode_to not in ("center", "edge"):
@@ -290,21 +360,70 @@ class RT2ActionTokenizer:
 
     def decode_output(self, text: str = "", token_ids: Sequence[int] | None = None) -> tuple[Action, ...]:
         """:class:`ActionCodec`: RT-2 decodes the text (token ids are the tokenizer's,
-        not bins); one action per output.
+        not bins); ``horizon`` actions per output.
 
         Raises:
-            ActionDecodeError: see :meth:`decode`.
+            ActionDecodeError: see :meth:`decode` and :meth:`decode_chunk`.
         """
-        return (self.decode(text),)
+        if self.horizon == 1:
+            return (self.decode(text),)
+        return self.decode_chunk(text)
 
     def describe(self) -> dict[str, Any]:
-        """Format, number of tokens, bins and bounds (``{"low", "high"}``, m / rad / gripper units)."""
-        return {
+        """Format, number of tokens, bins and bounds (``{"low", "high"}``, m / rad / gripper units);
+        ``horizon`` when it is not 1."""
+        d = {
             "action_format": self.format,
             "action_dim": self.tokens_per_action,
             "bins": self.bins,
             "bounds": {"low": self.bounds.low.tolist(), "high": self.bounds.high.tolist()},
         }
+        if self.horizon != 1:
+            d["horizon"] = self.horizon
+        return d
+
+    def decode_chunk(self, text: str) -> tuple[Action, ...]:
+        """Decode ``horizon`` consecutive actions, ``8 * horizon`` integers (plain or after
+        ``Plan: ... Action:``), all or none.
+
+        Returns:
+            ``horizon`` :class:`Action` s in execution order; each has its own ``terminate``;
+            the first carries the plan and every one the whole text.
+
+        Raises:
+            ActionDecodeError: wrong count (a truncated chunk included), or any bad field in
+                any step (the message names the step).
+        """
+        text = _check_text(text)
+        plan, action_text = split_chain_of_thought(text)
+        fields = action_text.split()
+        n = self.n_fields * self.horizon
+        if len(fields) != n:
+            raise ActionDecodeError(
+                f"expected {self.horizon} actions x {self.n_fields} integers = {n} "
+                f"'terminate dx dy dz drx dry drz gripper' each, got {len(fields)} fields: {text[:80]!r}"
+            )
+        out = []
+        for k in range(self.horizon):
+            try:
+                toks = self.parse_tokens(" ".join(fields[k * self.n_fields : (k + 1) * self.n_fields]))
+            except ActionDecodeError as e:
+                raise ActionDecodeError(f"action {k} of the chunk: {e}") from None
+            out.append(self.decode_tokens(toks, text=text, plan=plan if k == 0 else None))
+        return tuple(out)
+
+    def encode_chunk(self, values: np.ndarray, terminate: Sequence[bool] | None = None) -> str:
+        """Encode ``float (horizon, 7)`` values (dx dy dz [m] drx dry drz [rad] gripper) and a
+        terminate flag per step as the model text of one chunk.
+
+        Raises:
+            ActionDecodeError: wrong shape or non-finite values.
+        """
+        v = _chunk_values(values, self.horizon)
+        term = [False] * self.horizon if terminate is None else [bool(t) for t in terminate]
+        if len(term) != self.horizon:
+            raise ActionDecodeError(f"expected {self.horizon} terminate flags, got {len(term)}")
+        return " ".join(self.encode(v[k], terminate=term[k]) for k in range(self.horizon))
 
     @property
     def bin_width(self) -> np.ndarray:
@@ -541,12 +660,21 @@ class OpenVLAActionTokenizer:
         stats: statistics for un-normalisation, or None to return normalised [-1, 1].
         n_bins: 256 as upstream.
         action_dim: 7 as upstream.
+        horizon: actions per model output: ``horizon x action_dim`` ids in execution
+            order (OpenVLA-OFT / MiniVLA-style chunks of the same tail tokens); 1 as upstream.
     """
 
     format = "openvla"
-    horizon = 1
 
-    def __init__(self, vocab_size: int, stats: UnnormStats | None = None, n_bins: int = 256, action_dim: int = 7):
+    def __init__(
+        self,
+        vocab_size: int,
+        stats: UnnormStats | None = None,
+        n_bins: int = 256,
+        action_dim: int = 7,
+        horizon: int = 1,
+    ):
+        self.horizon = _check_horizon(horizon)
         if vocab_size <= n_bins:
             raise ValueError(f"vocab_size ({vocab_size}) must exceed n_bins ({n_bins})")
         self.vocab_size = int(vocab_size)
@@ -573,14 +701,63 @@ class OpenVLAActionTokenizer:
         Raises:
             ActionDecodeError: see :meth:`decode` and :meth:`decode_text`.
         """
+        if self.horizon == 1:
+            if token_ids is None:
+                return (self.decode_text(text),)
+            return (self.decode(token_ids, text=text),)
         if token_ids is None:
-            return (self.decode_text(text),)
-        return (self.decode(token_ids, text=text),)
+            text = _check_text(text)
+            token_ids = _parse_uints(text, self.horizon * self.action_dim, f"{self.horizon} x {self.action_dim} ids")
+        return self.decode_chunk(token_ids, text=text)
+
+    def decode_chunk(self, token_ids: Sequence[int] | np.ndarray, text: str = "") -> tuple[Action, ...]:
+        """``horizon x action_dim`` token ids -> ``horizon`` actions, all or none.
+
+        Raises:
+            ActionDecodeError: wrong count (a truncated chunk included) or a non-action id
+                anywhere in the chunk.
+        """
+        try:
+            ids = np.asarray(token_ids)
+        except Exception as e:  # noqa: BLE001 - anything unconvertible is malformed
+            raise ActionDecodeError(f"token ids not convertible to an array: {e}") from None
+        n = self.horizon * self.action_dim
+        if ids.ndim != 1 or ids.shape[0] != n:
+            raise ActionDecodeError(
+                f"expected {self.horizon} actions x {self.action_dim} = {n} action token ids, got shape {ids.shape}"
+            )
+        out = []
+        for k in range(self.horizon):
+            try:
+                out.append(self.decode(ids[k * self.action_dim : (k + 1) * self.action_dim], text=text))
+            except ActionDecodeError as e:
+                raise ActionDecodeError(f"action {k} of the chunk: {e}") from None
+        return tuple(out)
+
+    def normalize(self, values: np.ndarray) -> np.ndarray:
+        """Inverse of :meth:`unnormalize`: ``(..., action_dim)`` values -> normalised [-1, 1] (clipped)."""
+        v = np.asarray(values, dtype=np.float64)
+        if self.stats is None:
+            return np.clip(v, -1.0, 1.0)
+        s = self.stats
+        span = np.where(s.q99 - s.q01 == 0, 1.0, s.q99 - s.q01)
+        return np.clip(np.where(s.mask, 2.0 * (v - s.q01) / span - 1.0, v), -1.0, 1.0)
+
+    def encode_chunk(self, values: np.ndarray, terminate: Sequence[bool] | None = None) -> tuple[str, list[int]]:
+        """``float (horizon, action_dim)`` values -> ``(text, ids)`` of one chunk (OpenVLA has no
+        terminate: ``terminate`` is ignored).
+
+        Raises:
+            ActionDecodeError: wrong shape or non-finite values.
+        """
+        v = _chunk_values(values, self.horizon, self.action_dim)
+        ids = [int(i) for k in range(self.horizon) for i in self.encode_normalized(self.normalize(v[k]))]
+        return " ".join(map(str, ids)), ids
 
     def describe(self) -> dict[str, Any]:
         """Format, number of tokens, vocabulary size and the un-normalisation statistics."""
         s = self.stats
-        return {
+        d = {
             "action_format": self.format,
             "action_dim": self.tokens_per_action,
             "vocab_size": self.vocab_size,
@@ -588,6 +765,9 @@ class OpenVLAActionTokenizer:
             if s is None
             else {"q01": s.q01.tolist(), "q99": s.q99.tolist(), "mask": s.mask.tolist()},
         }
+        if self.horizon != 1:
+            d["horizon"] = self.horizon
+        return d
 
     @property
     def action_token_ids(self) -> range:
@@ -665,13 +845,356 @@ class OpenVLAActionTokenizer:
         return (self.vocab_size - np.digitize(np.clip(a, -1.0, 1.0), self.bins)).astype(np.int64)
 
 
+class IntegerTextCodec:
+    """Plain integer text, VLA-0 style (NVlabs/vla0, ``rv_train/models/qwen/model.py``:
+    ``get_text_action`` encodes, ``get_action_from_text_action`` decodes; 1000 bins,
+    7 dims x 8 steps in ``rv_train/configs.py``).
+
+    The model answers ``horizon x 7`` integers joined by spaces, step after step
+    (``dx dy dz drx dry drz gripper`` each). Upstream formulas, with min/max bounds
+    per dimension::
+
+        encode:  k = round((a - min) / (max - min) * bins)        # k in [0, bins]
+        decode:  a = k / bins * (max - min) + min
+
+    so the round trip is within half a step ``(max - min) / bins / 2``. Upstream
+    repairs a short answer (repeats the last step) and truncates a long one; here a
+    chunk with a wrong count or any bad field is rejected whole. No terminate field:
+    episodes end by step or time limit.
+
+    Args:
+        bounds: min/max per dimension (m, rad, gripper units).
+        bins: largest integer (VLA-0 ``num_bins_actions``: 1000); ``bins + 1`` values.
+        horizon: actions per output (VLA-0: 8).
+
+    Raises:
+        ValueError: ``bins`` < 1 or a bad ``horizon``.
+    """
+
+    format = "int_text"
+    action_dim = 7
+    tokens_per_action = 7
+
+    def __init__(self, bounds: ActionBounds | None = None, bins: int = 1000, horizon: int = 8):
+        if isinstance(bins, bool) or not isinstance(bins, (int, np.integer)) or bins < 1:
+            raise ValueError(f"bins must be an integer >= 1, got {bins!r}")
+        self.bounds = bounds if bounds is not None else ActionBounds.rt1_default()
+        self.bins = int(bins)
+        self.horizon = _check_horizon(horizon)
+
+    @property
+    def gripper_range(self) -> tuple[float, float]:
+        """``(min, max)`` of the gripper dimension (gripper units)."""
+        return float(self.bounds.low[6]), float(self.bounds.high[6])
+
+    @property
+    def max_roundtrip_error(self) -> np.ndarray:
+        """``float64 (7,)`` bound on ``|decode(encode(a)) - a|`` within bounds: half a step."""
+        return (self.bounds.high - self.bounds.low) / self.bins / 2
+
+    def describe(self) -> dict[str, Any]:
+        """Format, integers per action, horizon, bins and bounds."""
+        return {
+            "action_format": self.format,
+            "action_dim": self.tokens_per_action,
+            "horizon": self.horizon,
+            "bins": self.bins,
+            "bounds": {"low": self.bounds.low.tolist(), "high": self.bounds.high.tolist()},
+        }
+
+    def decode_output(self, text: str = "", token_ids: Sequence[int] | None = None) -> tuple[Action, ...]:
+        """:class:`ActionCodec`: decode the text (token ids are the tokenizer's, not integers).
+
+        Raises:
+            ActionDecodeError: empty, wrong count, a field that is not a base-10
+                non-negative integer, or an integer above ``bins``.
+        """
+        text = _check_text(text)
+        n = self.horizon * self.action_dim
+        ks = _parse_uints(text, n, f"{self.horizon} actions x {self.action_dim} 'dx dy dz drx dry drz gripper'")
+        bad = [(i, k) for i, k in enumerate(ks) if k > self.bins]
+        if bad:
+            i, k = bad[0]
+            raise ActionDecodeError(
+                f"action {i // self.action_dim} of the chunk: field {i % self.action_dim} "
+                f"({DIM_NAMES[i % self.action_dim]}) = {k} is out of range [0, {self.bins}]"
+            )
+        lo, hi = self.bounds.low, self.bounds.high
+        out = []
+        for s in range(self.horizon):
+            k = np.asarray(ks[s * self.action_dim : (s + 1) * self.action_dim], dtype=np.float64)
+            out.append(_action_from_values(k / self.bins * (hi - lo) + lo, ks[s * 7 : (s + 1) * 7], text))
+        return tuple(out)
+
+    def encode_chunk(self, values: np.ndarray, terminate: Sequence[bool] | None = None) -> str:
+        """``float (horizon, 7)`` values -> the text of one chunk (clipped to the bounds;
+        ``terminate`` is ignored: the format has none).
+
+        Raises:
+            ActionDecodeError: wrong shape or non-finite values.
+        """
+        v = _chunk_values(values, self.horizon)
+        lo, hi = self.bounds.low, self.bounds.high
+        k = np.rint((np.clip(v, lo, hi) - lo) / (hi - lo) * self.bins).astype(np.int64)
+        return " ".join(str(int(x)) for x in np.clip(k, 0, self.bins).reshape(-1))
+
+
+def load_fast_tokenizer(path: str) -> Any:
+    """Load the FAST BPE tokenizer shipped with a checkpoint: ``tokenizer.json`` itself, or a
+    directory holding one (FAST's ``save_pretrained`` layout), with the ``tokenizers`` library.
+
+    Returns:
+        A ``tokenizers.Tokenizer`` (``decode(ids) -> str``, ``encode(str).ids``).
+
+    Raises:
+        ValueError: no path, no such file, not a tokenizer, or ``tokenizers`` not installed.
+    """
+    import os
+
+    if not path:
+        raise ValueError("action.format 'fast' needs action.fast_tokenizer_path (the checkpoint's FAST tokenizer)")
+    file = os.path.join(path, "tokenizer.json") if os.path.isdir(path) else path
+    if not os.path.isfile(file):
+        raise ValueError(f"no FAST tokenizer at {path!r} (expected tokenizer.json or a directory holding one)")
+    try:
+        from tokenizers import Tokenizer
+    except ImportError:
+        raise ValueError("action.format 'fast' needs the tokenizers library (pip install tokenizers)") from None
+    try:
+        return Tokenizer.from_file(file)
+    except Exception as e:  # noqa: BLE001 - any loader failure is a config error with its message
+        raise ValueError(f"cannot load the FAST tokenizer {file!r}: {e}") from None
+
+
+class FASTActionCodec:
+    """FAST action tokens (Pertsch et al. 2025, "FAST: Efficient Action Tokenization for
+    Vision-Language-Action Models"; physical-intelligence/fast
+    ``processing_action_tokenizer.py``, used by pi0-FAST and NORA).
+
+    Upstream encoding of a normalised chunk ``x`` (``horizon x D``, values in [-1, 1])::
+
+        coeff = round(dct(x, axis=0, norm="ortho") * scale)          # per dimension, over time
+        text  = "".join(chr(max(c - min_token, 0)) for c in coeff.flatten())   # row-major:
+                                                                       # low frequencies first
+        ids   = bpe_tokenizer(text)                                     # FAST ids in [0, vocab_size)
+
+    Decoding reverses it: ``ord(c) + min_token``, reshape ``(horizon, D)``,
+    ``idct(coeff / scale, axis=0, norm="ortho")``. Upstream's decoder pads, truncates or
+    returns zeros on a bad sequence; here any sequence that does not give exactly
+    ``horizon x D`` coefficients is an :class:`ActionDecodeError` (never a chunk of zeros).
+
+    Model ids -> FAST ids: ``fast = id - id_offset`` (NORA: FAST+ ids start at 151665), or
+    with ``id_reversed`` ``fast = id_offset - id`` (pi0-FAST on PaliGemma:
+    ``vocab_size - 1 - 128 - id``, openpi ``models/tokenizer.py``). The normalised values
+    map to physical units with the min/max bounds, ``a = low + (x + 1) / 2 * (high - low)``
+    (clipped to the bounds: FAST's inverse DCT is not bounded). No terminate field.
+
+    Args:
+        tokenizer: the checkpoint's FAST BPE tokenizer (:func:`load_fast_tokenizer`):
+            ``decode(list[int]) -> str``; ``encode`` is needed by :meth:`encode_chunk` only.
+        bounds: the [-1, 1] range of each dimension in m, rad, gripper units.
+        horizon: actions per chunk (time steps).
+        scale: DCT coefficient scale (FAST default 10).
+        min_token: smallest quantised coefficient (FAST ``min_token``, from its fit).
+        vocab_size: FAST BPE vocabulary size (FAST default 1024).
+        id_offset, id_reversed: the model-id mapping above.
+
+    Raises:
+        ValueError: bad horizon, scale or vocabulary size.
+    """
+
+    format = "fast"
+    action_dim = 7
+    tokens_per_action = 7
+
+    def __init__(
+        self,
+        tokenizer: Any,
+        bounds: ActionBounds | None = None,
+        horizon: int = 8,
+        scale: float = 10.0,
+        min_token: int = 0,
+        vocab_size: int = 1024,
+        id_offset: int = 0,
+        id_reversed: bool = False,
+    ):
+        if not (math.isfinite(scale) and scale > 0):
+            raise ValueError(f"FAST scale must be > 0, got {scale}")
+        if vocab_size < 1:
+            raise ValueError(f"FAST vocab_size must be >= 1, got {vocab_size}")
+        self.tokenizer = tokenizer
+        self.bounds = bounds if bounds is not None else ActionBounds.rt1_default()
+        self.horizon = _check_horizon(horizon)
+        self.scale = float(scale)
+        self.min_token = int(min_token)
+        self.vocab_size = int(vocab_size)
+        self.id_offset = int(id_offset)
+        self.id_reversed = bool(id_reversed)
+
+    @property
+    def gripper_range(self) -> tuple[float, float]:
+        """``(low, high)`` of the gripper dimension (gripper units)."""
+        return float(self.bounds.low[6]), float(self.bounds.high[6])
+
+    @property
+    def max_output_tokens(self) -> int:
+        """Most model tokens one chunk can take: one per UTF-8 byte of its coefficient
+        string (byte-level BPE), at most 3 bytes per coefficient."""
+        return 3 * self.horizon * self.action_dim
+
+    @property
+    def model_token_ids(self) -> list[int]:
+        """The model ids of the FAST vocabulary (what the output constraint allows)."""
+        return [self.to_model_id(i) for i in range(self.vocab_size)]
+
+    def to_model_id(self, fast_id: int) -> int:
+        return self.id_offset - fast_id if self.id_reversed else fast_id + self.id_offset
+
+    def to_fast_id(self, model_id: int) -> int:
+        return self.id_offset - model_id if self.id_reversed else model_id - self.id_offset
+
+    @property
+    def max_roundtrip_error(self) -> np.ndarray:
+        """``float64 (7,)`` bound on the round-trip error per value within bounds: every
+        coefficient is off by at most ``0.5 / scale``; the orthonormal inverse DCT keeps
+        the L2 norm, so one dimension's ``horizon`` values are off by at most
+        ``sqrt(horizon) * 0.5 / scale`` each (normalised), times half the range."""
+        return math.sqrt(self.horizon) * 0.5 / self.scale * (self.bounds.high - self.bounds.low) / 2
+
+    def describe(self) -> dict[str, Any]:
+        """Format, horizon, FAST parameters and bounds."""
+        return {
+            "action_format": self.format,
+            "action_dim": self.tokens_per_action,
+            "horizon": self.horizon,
+            "fast": {
+                "scale": self.scale,
+                "min_token": self.min_token,
+                "vocab_size": self.vocab_size,
+                "id_offset": self.id_offset,
+                "id_reversed": self.id_reversed,
+            },
+            "bounds": {"low": self.bounds.low.tolist(), "high": self.bounds.high.tolist()},
+        }
+
+    def decode_output(self, text: str = "", token_ids: Sequence[int] | None = None) -> tuple[Action, ...]:
+        """:class:`ActionCodec`: decode the FAST tokens (model ids); without ids, the text holds
+        them as whitespace-separated integers (``rt2-ros decode --format fast``).
+
+        Raises:
+            ActionDecodeError: no tokens, an id outside the FAST vocabulary, a sequence
+                the BPE tokenizer cannot decode, one that gives other than ``horizon x 7``
+                coefficients (a truncated chunk included), or non-finite values.
+        """
+        if token_ids is None:
+            text = _check_text(text)
+            fields = text.split()
+            if len(fields) > self.max_output_tokens:
+                raise ActionDecodeError(f"{len(fields)} FAST tokens, more than a chunk can take")
+            token_ids = _parse_uints(text, len(fields), "FAST token ids")
+        ids = [int(i) for i in token_ids]
+        if not ids:
+            raise ActionDecodeError("no FAST action tokens")
+        fast = [self.to_fast_id(i) for i in ids]
+        bad = [m for m, f in zip(ids, fast) if not 0 <= f < self.vocab_size]
+        if bad:
+            raise ActionDecodeError(f"token ids {bad[:5]} are not FAST action tokens")
+        try:
+            decoded = self.tokenizer.decode(fast)
+        except Exception as e:  # noqa: BLE001 - a tokenizer failure is malformed output
+            raise ActionDecodeError(f"the FAST tokenizer cannot decode these tokens: {e}") from None
+        if not isinstance(decoded, str):
+            raise ActionDecodeError("the FAST tokenizer did not return text")
+        n = self.horizon * self.action_dim
+        if len(decoded) != n:
+            raise ActionDecodeError(
+                f"FAST tokens decode to {len(decoded)} DCT coefficients; a {self.horizon} x {self.action_dim} "
+                f"chunk needs {n}"
+            )
+        coeff = np.array([ord(c) for c in decoded], dtype=np.float64) + self.min_token
+        x = _idct(coeff.reshape(self.horizon, self.action_dim) / self.scale)
+        if not np.all(np.isfinite(x)):
+            raise ActionDecodeError("FAST chunk decodes to non-finite values")
+        lo, hi = self.bounds.low, self.bounds.high
+        a = np.clip(lo + (x + 1.0) / 2.0 * (hi - lo), lo, hi)
+        return tuple(_action_from_values(a[k], ids, text) for k in range(self.horizon))
+
+    def encode_chunk(self, values: np.ndarray, terminate: Sequence[bool] | None = None) -> tuple[str, list[int]]:
+        """``float (horizon, 7)`` values -> ``(text, model ids)`` of one chunk (FAST's encoder;
+        ``terminate`` is ignored: the format has none).
+
+        Raises:
+            ActionDecodeError: wrong shape or non-finite values.
+        """
+        v = _chunk_values(values, self.horizon)
+        lo, hi = self.bounds.low, self.bounds.high
+        x = 2.0 * (np.clip(v, lo, hi) - lo) / (hi - lo) - 1.0
+        coeff = np.rint(_dct(x) * self.scale).astype(np.int64).reshape(-1)
+        string = "".join(chr(int(max(c - self.min_token, 0))) for c in coeff)
+        enc = self.tokenizer.encode(string)
+        fast_ids = list(getattr(enc, "ids", enc))
+        ids = [self.to_model_id(int(i)) for i in fast_ids]
+        return " ".join(map(str, ids)), ids
+
+
+def _check_fast_processor_config(action: Any, horizon: int) -> None:
+    """FAST's ``save_pretrained`` writes ``processor_config.json`` next to the tokenizer; when
+    it is there, its scale, min_token, vocab_size, time_horizon and action_dim must agree with
+    the configuration (a silent mismatch would decode every chunk to the wrong values).
+
+    Raises:
+        ValueError: a value that differs (all named).
+    """
+    import json
+    import os
+
+    path = action.fast_tokenizer_path
+    cfg_file = os.path.join(path if os.path.isdir(path) else os.path.dirname(path), "processor_config.json")
+    if not os.path.isfile(cfg_file):
+        return
+    try:
+        with open(cfg_file) as f:
+            pc = json.load(f)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"cannot read {cfg_file}: {e}") from None
+    want = {
+        "scale": ("action.fast_scale", action.fast_scale),
+        "min_token": ("action.fast_min_token", action.fast_min_token),
+        "vocab_size": ("action.fast_vocab_size", action.fast_vocab_size),
+        "time_horizon": ("action.horizon", horizon),
+        "action_dim": ("7 action dimensions", 7),
+    }
+    bad = [
+        f"{name}={ours} but the checkpoint's {key}={pc[key]}"
+        for key, (name, ours) in want.items()
+        if pc.get(key) is not None and not math.isclose(float(pc[key]), float(ours))
+    ]
+    if bad:
+        raise ValueError(f"FAST settings disagree with {cfg_file}: " + "; ".join(bad))
+
+
+def _dct(x: np.ndarray) -> np.ndarray:
+    from scipy.fft import dct
+
+    return dct(x, axis=0, norm="ortho")
+
+
+def _idct(c: np.ndarray) -> np.ndarray:
+    from scipy.fft import idct
+
+    return idct(c, axis=0, norm="ortho")
+
+
 def make_codec(
     action: "ActionConfig",
     *,
     statistics: Mapping[str, Any] | UnnormStats | None = None,
     vocab_size: int | None = None,
+    fast_tokenizer: Any = None,
 ) -> ActionCodec:
     """The codec described by the ``action`` section of the configuration.
+
+    Every format decodes ``action.horizon`` actions per model output.
 
     Args:
         action: the ``action`` section (:class:`rt2_ros.config.ActionConfig`).
@@ -680,22 +1203,47 @@ def make_codec(
             decodes to normalised [-1, 1] values.
         vocab_size: OpenVLA only: un-padded vocabulary size; default
             ``action.openvla_vocab_size``.
+        fast_tokenizer: FAST only: the BPE tokenizer; default loaded from
+            ``action.fast_tokenizer_path`` (:func:`load_fast_tokenizer`).
 
     Raises:
-        ValueError: an unknown format, or statistics that do not fit.
+        ValueError: an unknown format, statistics that do not fit, or (FAST) no
+            tokenizer.
     """
+    horizon = getattr(action, "horizon", 1)
+    bounds = ActionBounds(np.array(action.low), np.array(action.high))
     if action.format == "rt2":
         return RT2ActionTokenizer(
-            ActionBounds(np.array(action.low), np.array(action.high)),
+            bounds,
             bins=action.bins,
             terminate_token=action.terminate_token,
             continue_token=action.continue_token,
             decode_to=action.decode_to,
+            horizon=horizon,
         )
     if action.format == "openvla":
         stats = statistics
         if stats is not None and not isinstance(stats, UnnormStats):
             _, stats = select_unnorm_stats(stats, action.unnorm_key or None)
         dim = 7 if stats is None else int(stats.q01.shape[0])
-        return OpenVLAActionTokenizer(int(vocab_size or action.openvla_vocab_size), stats, action_dim=dim)
-    raise ValueError(f"unknown action format {action.format!r} (rt2 | openvla)")
+        return OpenVLAActionTokenizer(
+            int(vocab_size or action.openvla_vocab_size), stats, action_dim=dim, horizon=horizon
+        )
+    if action.format == "int_text":
+        return IntegerTextCodec(bounds, bins=action.bins, horizon=horizon)
+    if action.format == "fast":
+        tok = fast_tokenizer
+        if tok is None:
+            tok = load_fast_tokenizer(action.fast_tokenizer_path)
+            _check_fast_processor_config(action, horizon)
+        return FASTActionCodec(
+            tok,
+            bounds,
+            horizon=horizon,
+            scale=action.fast_scale,
+            min_token=action.fast_min_token,
+            vocab_size=action.fast_vocab_size,
+            id_offset=action.fast_id_offset,
+            id_reversed=action.fast_id_reversed,
+        )
+    raise ValueError(f"unknown action format {action.format!r} ({' | '.join(ACTION_FORMATS)})")

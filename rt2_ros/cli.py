@@ -26,7 +26,15 @@ SUBCOMMANDS = {
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Arguments of ``rt2-ros decode``."""
     p.add_argument("text", help='model output, e.g. "1 128 124 136 121 158 111 255" or token ids')
-    p.add_argument("--format", choices=["rt2", "openvla"], default="rt2", help="action format (default rt2)")
+    p.add_argument(
+        "--format",
+        choices=["rt2", "openvla", "int_text", "fast"],
+        default="rt2",
+        help="action format (default rt2)",
+    )
+    p.add_argument("--horizon", type=int, default=None, help="actions per output (a chunk; default action.horizon)")
+    p.add_argument("--bins", type=int, default=None, help="rt2, int_text: bins (default action.bins)")
+    p.add_argument("--fast-tokenizer", default=None, help="fast: the FAST tokenizer.json (or its directory)")
     p.add_argument("--config", default=None, help="parameters file (default: config/rt2.yaml)")
     p.add_argument("--vocab-size", type=int, default=None, help="openvla: tokenizer vocab size w/o padding")
     p.add_argument("--statistics", default=None, help="openvla: dataset_statistics.json for un-normalisation")
@@ -34,12 +42,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """``rt2-ros decode``: print the action as JSON; exit 1 with the reason on bad input."""
+    """``rt2-ros decode``: print the action as JSON (a chunk: a JSON list of actions); exit 1
+    with the reason on bad input."""
     from rt2_ros.action_tokenizer import ActionDecodeError, make_codec
     from rt2_ros.config import ConfigError, load_config
 
     try:
         overrides = {"action.format": args.format}
+        if args.horizon is not None:
+            overrides["action.horizon"] = args.horizon
+        if args.bins is not None:
+            overrides["action.bins"] = args.bins
+        if args.fast_tokenizer:
+            overrides["action.fast_tokenizer_path"] = args.fast_tokenizer
         if args.vocab_size:
             overrides["action.openvla_vocab_size"] = args.vocab_size
         if args.unnorm_key:

@@ -42,8 +42,13 @@ class _Section(BaseModel):
 
 
 class ActionConfig(_Section):
-    format: Literal["rt2", "openvla"] = Field("rt2", description="rt2: 8 integers in 256 bins; openvla: 7 token ids")
-    bins: int = Field(256, ge=2, le=4096, description="bins per continuous dimension (RT-2: 256)")
+    format: Literal["rt2", "openvla", "int_text", "fast"] = Field(
+        "rt2",
+        description="rt2: 8 integers in 256 bins; openvla: 7 token ids; int_text: 7 integers in [0, bins] "
+        "(VLA-0); fast: DCT + BPE tokens (FAST)",
+    )
+    horizon: int = Field(1, ge=1, le=64, description="actions per model output (a chunk); 1 = one per inference")
+    bins: int = Field(256, ge=2, le=4096, description="bins per continuous dimension (RT-2: 256; int_text: 1000)")
     decode_to: Literal["center", "edge"] = Field("center", description="decode bins to centres or RT-1 edges")
     terminate_token: int = Field(0, ge=0, description="first-field value that means terminate (RT-1: 0)")
     continue_token: int = Field(1, ge=0, description="first-field value for keep going (RT-1: 1)")
@@ -64,6 +69,12 @@ class ActionConfig(_Section):
     openvla_vocab_size: int = Field(32000, ge=257, description="OpenVLA tokenizer vocab size without padding")
     unnorm_key: str = Field("", description="OpenVLA dataset statistics key; empty = the only one")
     statistics_path: str = Field("", description="dataset_statistics.json path; empty = in model_path")
+    fast_tokenizer_path: str = Field("", description="FAST BPE tokenizer.json (or its directory) of the checkpoint")
+    fast_scale: float = Field(10.0, gt=0.0, le=1e6, description="FAST DCT coefficient scale")
+    fast_min_token: int = Field(0, ge=-100000, le=100000, description="FAST smallest quantised DCT coefficient")
+    fast_vocab_size: int = Field(1024, ge=1, le=1000000, description="FAST BPE vocabulary size")
+    fast_id_offset: int = Field(0, ge=0, description="model id of FAST token 0 (or, reversed, the id it is taken from)")
+    fast_id_reversed: bool = Field(False, description="FAST id = fast_id_offset - model id (pi0-FAST)")
 
     @model_validator(mode="after")
     def _check(self) -> "ActionConfig":
@@ -124,6 +135,16 @@ class ControlConfig(_Section):
         le=1000.0,
         description="instructions per second accepted on average (bursts of 5 pass); more are refused; 0 = no limit "
         "[Hz]",
+    )
+    execute: Literal["open_loop", "ensemble"] = Field(
+        "open_loop", description="chunks: open_loop (newest chunk wins) or ensemble (ACT temporal ensembling)"
+    )
+    execute_steps: int = Field(0, ge=0, le=64, description="chunks: actions run from each chunk, 0 = all")
+    chunk_threshold: int = Field(
+        0, ge=0, le=64, description="chunks: infer the next chunk when at most this many actions remain"
+    )
+    ensemble_decay: float = Field(
+        0.01, ge=0.0, le=10.0, description="ensemble: weight exp(-decay * i) of the i-th oldest chunk"
     )
 
 

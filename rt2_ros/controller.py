@@ -11,6 +11,15 @@ image, its output is decoded; a valid action becomes the velocity ``delta / peri
 (:func:`rt2_ros.motion.delta_to_twist`) held for one control period, then zero
 until the next action (``shared/docs/rt2-reference.md``, MoveIt Servo: twists are
 velocities). Every servo tick passes the :class:`~rt2_ros.safety.SafetyEnvelope`.
+
+Action chunks (``action.horizon`` > 1): :meth:`step` queues the whole chunk in an
+:class:`~rt2_ros.chunking.ActionQueue` (action ``k`` due at ``t_inference + k * period``);
+:meth:`servo_command` executes one queued action per control period (open loop, or ACT's
+temporal ensembling with ``control.execute: ensemble``), counts it as an episode step,
+ends the episode at a terminate inside the chunk, and passes every tick through the
+envelope. The caller asks :meth:`inference_due` when to infer the next chunk: when at
+most ``control.chunk_threshold`` actions remain (inference ahead, LeRobot's async
+pattern), while the servo ticks keep executing the queue. Horizon 1 is unchanged.
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ import time
 import numpy as np
 
 from rt2_ros.action_tokenizer import Action, make_codec
+from rt2_ros.chunking import ActionQueue, Executed
 from rt2_ros.config import RT2Config
 from rt2_ros.episode import EndReason, Episode, EpisodeState, Transition
 from rt2_ros.motion import Twist, delta_to_twist, gripper_command
@@ -147,8 +157,22 @@ class Controller:
         self._twist = Twist.zero()
         self._twist_until_s = -np.inf
         #: Decoded gripper values of the configured action format, mapped to the [0, 1] command.
-        self._gripper_range = make_codec(cfg.action).gripper_range
+        codec = make_codec(cfg.action)
+        self._gripper_range = codec.gripper_range
         self.last_stop_reasons: tuple[str, ...] = ()
+        #: Actions per model output; > 1: chunk execution through the action queue.
+        self.horizon = int(codec.horizon)
+        self.chunked = self.horizon > 1
+        c = cfg.control
+        self._queue = ActionQueue(c.period_s, cfg.safety.max_action_age_s, c.execute, c.ensemble_decay, c.execute_steps)
+        self._exec: Executed | None = None
+        self._exec_slot: int | None = None
+        self._exec_decided = False
+        self._grippers: list[tuple[int, float]] = []
+        self._next_infer_s = -np.inf
+        self._last_infer_s = -np.inf
+        #: Chunk mode: actions executed in this controller's life (diagnostics).
+        self.executed_actions = 0
         self._instruction_budget = InstructionRateLimit(cfg.control.max_instruction_rate_hz)
         self._warned_at: dict[str, float] = {}
         s = cfg.safety
@@ -169,6 +193,14 @@ class Controller:
     def _on_stop(self, t: Transition) -> None:
         self._twist, self._twist_until_s = Twist.zero(), -np.inf
         self.envelope.reset_slew()
+        self._reset_chunks()
+
+    def _reset_chunks(self) -> None:
+        """A stop or a new episode: the queue is cleared, nothing queued ever runs."""
+        self._queue.clear()
+        self._exec, self._exec_slot, self._exec_decided = None, None, False
+        self._grippers.clear()
+        self._next_infer_s = self._last_infer_s = -np.inf
 
     def _record(self, ts) -> list[Transition]:
         ts = [t for t in ts if t is not None]
@@ -257,6 +289,7 @@ class Controller:
             if self.envelope.estop_engaged:
                 raise ValueError("emergency stop is engaged; clear it (/rt2/e_stop false) before a new episode")
             ts = self.episode.start(text, now_s)
+            self._reset_chunks()
             self.envelope.action_watchdog.feed(now_s)  # the first action has max_action_age_s to arrive
             self.policy.reset()
             return self._record(ts)
@@ -294,9 +327,15 @@ class Controller:
         episode is running (nothing was done).
         """
         with self._lock:
-            ts = self._record([self.episode.tick(now_s), self._check_camera_loss(now_s)])
+            # Chunks: the step limit counts executed actions, checked by the servo tick.
+            ts = self._record([self.episode.tick(now_s, check_steps=not self.chunked), self._check_camera_loss(now_s)])
             if not self.episode.running:
                 return None if not ts else self._outcome(None, None, "episode ended", ts, 0.0)
+            if self.chunked:
+                if self.episode.step >= self.cfg.control.max_steps:
+                    return None  # the last actions run out; the servo tick ends the episode
+                self._last_infer_s = now_s
+                self._next_infer_s = now_s + self.cfg.control.period_s  # after a failure: one period later
             episode_id, instruction = self.episode.episode_id, self.episode.instruction
             image = self._image
             if image is None or self.envelope.image_watchdog.expired(now_s):
@@ -321,6 +360,8 @@ class Controller:
                 # Garbage output or backend failure: no motion, count the step.
                 ts += self._record([self.episode.on_action(False, now_s)])
                 return self._outcome(result, None, error or "no action", ts, latency_ms)
+            if self.chunked:
+                return self._accept_chunk(result, now_s, ts, latency_ms, t0)
             action = result.action
             try:
                 twist = delta_to_twist(action, self.cfg.control.period_s, self.cfg.action.rotation_convention)
@@ -367,6 +408,105 @@ class Controller:
         )
         log.warning(detail)
         return self.episode.fault(detail, now_s)
+
+    def _accept_chunk(self, result: PolicyResult, now_s: float, ts: list, latency_ms: float, t0: float) -> StepOutcome:
+        """Queue a decoded chunk (under the lock): every action must convert to a finite
+        twist and gripper command, else the whole chunk is rejected (no motion, one step)."""
+        items = []
+        try:
+            for a in result.actions:
+                twist = delta_to_twist(a, self.cfg.control.period_s, self.cfg.action.rotation_convention)
+                grip = None
+                if self.cfg.gripper.enabled:
+                    g = self.cfg.gripper
+                    lo, hi = self._gripper_range
+                    grip = gripper_command(a.gripper, lo, hi, g.invert, g.binarize, g.threshold)
+                items.append((a, twist, grip))
+        except ValueError as e:
+            ts += self._record([self.episode.on_action(False, now_s)])
+            return self._outcome(result, None, f"invalid action in the chunk: {e}", ts, latency_ms)
+        self._queue.add_chunk(now_s, items)
+        self._next_infer_s = -np.inf
+        now_after = self._now_fn() if self._now_fn is not None else now_s + (self._clock() - t0)
+        self.envelope.action_watchdog.feed(now_after)
+        return self._outcome(result, result.action, None, ts, latency_ms, twist=items[0][1], gripper=None)
+
+    def inference_due(self, now_s: float) -> bool:
+        """Chunk mode: whether the caller should run :meth:`step` now.
+
+        True while an episode runs and the queue holds at most ``control.chunk_threshold``
+        unfinished actions (0: only when it is empty, the arm then waits for the model);
+        with ``execute: ensemble`` also once per control period (ACT infers every step).
+        After a failed or refused inference, not before one control period has passed.
+        Horizon 1: always False (the caller keeps its fixed control grid).
+        """
+        with self._lock:
+            if not self.chunked or not self.episode.running or now_s < self._next_infer_s:
+                return False
+            if self.episode.step >= self.cfg.control.max_steps:
+                return False
+            c = self.cfg.control
+            if self._queue.remaining(now_s) <= c.chunk_threshold:
+                return True
+            return c.execute == "ensemble" and now_s - self._last_infer_s >= c.period_s
+
+    def queued_actions(self, now_s: float) -> int:
+        """Chunk mode: actions queued and not yet finished (the current one included)."""
+        with self._lock:
+            return self._queue.remaining(now_s) if self.chunked else 0
+
+    def waiting_for_inference(self, now_s: float) -> bool:
+        """Whether a running episode has no action to execute at ``now_s`` (the arm is
+        commanded to stand still until the model answers)."""
+        with self._lock:
+            if not self.episode.running:
+                return False
+            if self.chunked:
+                return not self._exec_decided or self._queue.slot_at(now_s) != self._exec_slot
+            return now_s >= self._twist_until_s
+
+    def drain_gripper_commands(self, now_s: float) -> list[float]:
+        """Chunk mode: gripper commands in [0, 1] of the actions that started since the last
+        call, to send now (none after a stop, or while the envelope forces one)."""
+        with self._lock:
+            out, self._grippers = self._grippers, []
+            if not self.episode.running or self._stop_now(now_s):
+                return []
+            return [g for eid, g in out if eid == self.episode.episode_id]
+
+    def _chunk_twist(self, now_s: float) -> tuple[Twist, float]:
+        """Chunk mode, under the lock: the twist of the current slot's action and how long it
+        still holds (s). Starting an action counts an episode step, may end the episode
+        (terminate, step limit) and queues its gripper command."""
+        q = self._queue
+        slot = q.slot_at(now_s)
+        if slot is None:
+            if self.episode.step >= self.cfg.control.max_steps:
+                self._record([self.episode.tick(now_s)])
+            return Twist.zero(), 0.0
+        if slot != self._exec_slot:
+            self._exec_slot, self._exec, self._exec_decided = slot, None, False
+        if not self._exec_decided:
+            if self.episode.step >= self.cfg.control.max_steps:
+                self._record([self.episode.tick(now_s)])  # the last action had its whole period
+                return Twist.zero(), 0.0
+            ex = q.take(now_s)
+            if ex is None:
+                return Twist.zero(), 0.0  # waiting for the model; a chunk may still start this slot
+            self._exec_decided = True
+            self.executed_actions += 1
+            end = self.episode.on_action(ex.action.terminate, now_s)
+            self._record([end])
+            if end is not None or self.episode.pending_terminate():
+                self._exec = None  # terminate inside the chunk: stop here (gripper held)
+                return Twist.zero(), 0.0
+            self.envelope.action_watchdog.feed(now_s)
+            self._exec = ex
+            if ex.gripper is not None:
+                self._grippers.append((self.episode.episode_id, ex.gripper))
+        if self._exec is None:
+            return Twist.zero(), 0.0
+        return self._exec.twist, max(q.slot_start_s(slot + 1) - now_s, 0.0)
 
     def _ee_position_now(self, now_s: float) -> np.ndarray | None:
         """The end-effector position if its stamp is fresh (not older than
@@ -415,7 +555,12 @@ class Controller:
         with self._lock:
             ts = self._record([self.episode.tick(now_s, check_steps=False), self._check_camera_loss(now_s)])
             running = self.episode.running
-            if not running or now_s >= self._twist_until_s:
+            if running and self.chunked:
+                n_before = len(self._transitions)
+                twist, horizon = self._chunk_twist(now_s)
+                ts = ts + self._transitions[n_before:]
+                running = self.episode.running
+            elif not running or now_s >= self._twist_until_s:
                 twist, horizon = Twist.zero(), 0.0
             else:
                 twist, horizon = self._twist, self._twist_until_s - now_s

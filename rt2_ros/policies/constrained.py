@@ -18,6 +18,11 @@ Two action vocabularies are supported:
 * **OpenVLA**: the last ``n_bins`` ids of the un-padded vocabulary,
   ``[vocab_size - 256, vocab_size - 1]`` (openvla ``prismatic/vla/action_tokenizer.py``),
   for each of the 7 positions.
+* **Chunks** (``action.horizon`` H > 1): the positions of one action repeat H times, so
+  exactly ``H x 8`` (RT-2, each step's terminate field restricted), ``H x 7`` (OpenVLA,
+  integer text with one token per integer ``0 .. bins``) tokens are generated.
+* **FAST**: every position allows the FAST vocabulary's model ids; end-of-sequence is
+  allowed after the first token (``stop_after``), up to the chunk's longest encoding.
 
 Chain of thought (RT-2 section 4.4) is a schedule in the same processor: the
 answer is forced to begin with ``Plan:``, then free text (end-of-sequence and
@@ -160,6 +165,10 @@ class ActionLogitsProcessor(LogitsProcessor):
             None: no constraint after the action.
         cot: chain-of-thought schedule, or None for action tokens from the first
             generated position.
+        stop_after: variable-length actions (FAST): end-of-sequence is also allowed at
+            action positions ``>= stop_after``, so ``len(allowed)`` is then the most
+            action tokens; None (fixed length, RT-2, OpenVLA, integer text): exactly
+            ``len(allowed)`` action tokens.
 
     After ``generate`` returns, :attr:`action_start` holds per row the generated
     position of the first action token (0 without chain of thought).
@@ -177,9 +186,13 @@ class ActionLogitsProcessor(LogitsProcessor):
         allowed: Sequence[Sequence[int]],
         eos_token_id: int | None = None,
         cot: CotSchedule | None = None,
+        stop_after: int | None = None,
     ) -> None:
         if not allowed or any(len(a) == 0 for a in allowed):
             raise ValueError("every action position needs at least one allowed token id")
+        if stop_after is not None and (eos_token_id is None or not 1 <= stop_after <= len(allowed)):
+            raise ValueError("stop_after needs an eos_token_id and must be in [1, number of action positions]")
+        self.stop_after = stop_after
         self.prompt_length = int(prompt_length)
         self.allowed = [sorted(set(int(i) for i in a)) for a in allowed]
         self.n_actions = len(self.allowed)
@@ -199,7 +212,9 @@ class ActionLogitsProcessor(LogitsProcessor):
             raise ValueError(f"action token ids {bad[:5]} are outside the model's vocabulary of {vocab}")
         cache: dict[tuple[int, ...], torch.Tensor] = {}
         masks = []
-        for a in self.allowed:
+        for pos, a in enumerate(self.allowed):
+            if self.stop_after is not None and pos >= self.stop_after and 0 <= int(self.eos_token_id) < vocab:
+                a = sorted(set(a) | {int(self.eos_token_id)})
             key = tuple(a)
             if key not in cache:
                 cache[key] = self._only(a, vocab, device)

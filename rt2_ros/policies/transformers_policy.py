@@ -178,8 +178,10 @@ class TransformersPolicy(Policy):
     ) -> None:
         codec = codec if codec is not None else RT2ActionTokenizer()
         action_format = codec.format
-        if action_format not in ("rt2", "openvla"):
-            raise ModelLoadError(f"the transformers backend decodes rt2 or openvla actions, not {action_format!r}")
+        if action_format not in ("rt2", "openvla", "int_text", "fast"):
+            raise ModelLoadError(
+                f"the transformers backend decodes rt2, openvla, int_text or fast actions, not {action_format!r}"
+            )
         if prompt == "cot" and action_format != "rt2":
             raise ModelLoadError("prompt 'cot' (RT-2 chain of thought) needs action.format 'rt2'")
         if max_plan_tokens < 1:
@@ -216,15 +218,28 @@ class TransformersPolicy(Policy):
 
         self.action_token_pattern: str | None = None
         self._id_to_value: dict[int, int] = {}
-        if isinstance(codec, RT2ActionTokenizer):
+        #: The codec reads the text the action tokens spell (RT-2, integer text), not ids.
+        self._spells_integers = action_format in ("rt2", "int_text")
+        self._stop_after: int | None = None
+        horizon = int(getattr(codec, "horizon", 1))
+        if self._spells_integers:
+            n_values = codec.bins if action_format == "rt2" else codec.bins + 1  # int_text: 0..bins
             try:
-                pattern, bin_ids = find_rt2_action_token_ids(tokenizer, codec.bins, action_token_pattern)
+                pattern, bin_ids = find_rt2_action_token_ids(tokenizer, n_values, action_token_pattern)
             except ActionTokensMissingError as e:
                 raise ModelLoadError(str(e)) from None
             self.action_token_pattern = pattern
             self._id_to_value = {tid: k for k, tid in enumerate(bin_ids)}
-            term = (codec.terminate_token, codec.continue_token) if restrict_terminate else None
-            self._allowed = rt2_allowed_ids(bin_ids, term)
+            if action_format == "rt2":
+                term = (codec.terminate_token, codec.continue_token) if restrict_terminate else None
+                self._allowed = rt2_allowed_ids(bin_ids, term) * horizon
+            else:
+                self._allowed = [list(bin_ids)] * (codec.tokens_per_action * horizon)
+        elif action_format == "fast":
+            if self._eos_id is None:
+                raise ModelLoadError("action.format 'fast' needs a tokenizer with an end-of-sequence token")
+            self._allowed = [codec.model_token_ids] * codec.max_output_tokens
+            self._stop_after = 1
         else:
             if codec.stats is None:
                 raise ModelLoadError("action.format 'openvla' needs action statistics (dataset_statistics.json)")
@@ -232,8 +247,12 @@ class TransformersPolicy(Policy):
                 ids = openvla_action_ids(codec.vocab_size, codec.n_bins)
             except ValueError as e:
                 raise ModelLoadError(str(e)) from None
-            self._allowed = [ids] * codec.action_dim
-        self.action_dim = len(self._allowed)
+            self._allowed = [ids] * (codec.action_dim * horizon)
+        #: Generated action tokens per answer (the longest, for FAST): derived from the format,
+        #: and with chain of thought the plan's, it bounds ``max_new_tokens``.
+        self.n_action_tokens = len(self._allowed)
+        #: Model tokens per action (8 RT-2, 7 OpenVLA / integer text / FAST coefficients).
+        self.action_dim = int(codec.tokens_per_action) if horizon > 1 or action_format == "fast" else len(self._allowed)
 
         out_vocab = _output_vocab_size(model)
         if out_vocab is not None:
@@ -288,7 +307,8 @@ class TransformersPolicy(Policy):
         dtype: str = "fp32",
         device: str = "cpu",
         num_threads: int = 0,
-        rt2_codec: RT2ActionTokenizer | None = None,
+        rt2_codec: ActionCodec | None = None,
+        horizon: int = 1,
         action_token_pattern: str | Sequence[str] | None = None,
         openvla_vocab_size: int | None = None,
         unnorm_key: str | None = None,
@@ -301,7 +321,10 @@ class TransformersPolicy(Policy):
         Args:
             model_path: directory with ``config.json``, weights and processor files.
             action_format: ``"rt2"`` or ``"openvla"``; the codec is built for it.
-            rt2_codec: the RT-2 codec (bounds, bins, terminate/continue values); default its defaults.
+            rt2_codec: the codec of a format built from the configuration alone (RT-2:
+                bounds, bins, terminate/continue values, horizon; ``int_text``; ``fast``);
+                default RT-2 with its defaults. Needed for ``int_text`` and ``fast``.
+            horizon: OpenVLA: actions per output (the codec is built here from the statistics).
             prompt, action_token_pattern: see the class.
             dtype: ``"fp32"``, ``"bf16"`` or ``"fp16"``.
             device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
@@ -361,11 +384,15 @@ class TransformersPolicy(Policy):
                     "action.format 'openvla' needs the un-padded vocabulary size (action.openvla_vocab_size)"
                 )
             try:
-                codec = OpenVLAActionTokenizer(int(openvla_vocab_size), stats, action_dim=stats.q01.shape[0])
+                codec = OpenVLAActionTokenizer(
+                    int(openvla_vocab_size), stats, action_dim=stats.q01.shape[0], horizon=horizon
+                )
             except ValueError as e:
                 raise ModelLoadError(str(e)) from None
-        elif action_format != "rt2":
-            raise ModelLoadError(f"action_format must be 'rt2' or 'openvla', got {action_format!r}")
+        elif action_format not in ("rt2", "int_text", "fast"):
+            raise ModelLoadError(f"action_format must be 'rt2', 'openvla', 'int_text' or 'fast', got {action_format!r}")
+        elif codec.format != action_format:
+            raise ModelLoadError(f"action_format {action_format!r} needs its codec (got a {codec.format!r} codec)")
 
         if native_openvla:
             model, processor = _load_native_openvla(path, DTYPES[dtype], torch_device)
@@ -580,7 +607,9 @@ class TransformersPolicy(Policy):
             inputs, prompt_len = self._prepare(obs)
             _sync(self.device)
             t1 = _now()
-            proc = ActionLogitsProcessor(prompt_len, self._allowed, eos_token_id=self._eos_id, cot=self._cot)
+            proc = ActionLogitsProcessor(
+                prompt_len, self._allowed, eos_token_id=self._eos_id, cot=self._cot, stop_after=self._stop_after
+            )
             gen_cfg = GenerationConfig(
                 max_new_tokens=proc.max_new_tokens(),
                 do_sample=self.do_sample,
@@ -608,16 +637,21 @@ class TransformersPolicy(Policy):
     def _decode_row(self, gen: list[int], start: int | None, timings: dict[str, float]) -> PolicyResult:
         """One generated row -> its result, decoded by the codec (:func:`result_from_output`).
         A row that is not an action reports the whole generated text and ids."""
-        n = self.action_dim
+        n = self.n_action_tokens
 
         def no_action(why: str) -> PolicyResult:
             return PolicyResult(self.tokenizer.decode(gen, skip_special_tokens=True), tuple(gen), (), why, timings)
 
+        if self._stop_after is not None and start is not None:  # FAST: up to end-of-sequence
+            tail = gen[start : start + n]
+            n = tail.index(self._eos_id) if self._eos_id in tail else len(tail)
+            if n == 0:
+                return no_action("the model emitted no FAST action tokens")
         if start is None or len(gen) < start + n:
             return no_action(f"the model did not finish an action ({len(gen)} tokens generated)")
         action_ids = gen[start : start + n]
         token_ids = tuple(gen[: start + n])
-        if not isinstance(self.codec, RT2ActionTokenizer):  # OpenVLA: the codec decodes the ids
+        if not self._spells_integers:  # OpenVLA, FAST: the codec decodes the ids
             text = " ".join(str(i) for i in action_ids)
             result = result_from_output(self.codec, text, token_ids, timings, action_ids=action_ids)
         else:  # RT-2: the tokens spell integers; the codec decodes the text

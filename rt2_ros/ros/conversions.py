@@ -264,7 +264,9 @@ def outcome_to_action_msg(outcome, stamp: TimeMsg, frame_id: str):
     """:class:`~rt2_ros.controller.StepOutcome` -> ``rt2_ros/RT2Action``.
 
     ``valid`` is True only when the step produced an accepted action; ``error`` then
-    is "". Deltas are in ``frame_id`` (the command frame), m and rad.
+    is "". Deltas are in ``frame_id`` (the command frame), m and rad. An accepted answer
+    also fills ``horizon``, ``chunk`` (``horizon x 7`` values, row-major) and
+    ``chunk_terminate`` (horizon 1: the one action).
     """
     msgs = import_rt2_msgs()
     m = msgs.RT2Action()
@@ -287,6 +289,10 @@ def outcome_to_action_msg(outcome, stamp: TimeMsg, frame_id: str):
         m.plan = act.plan or ""
     elif res is not None and res.token_ids:
         m.tokens = [int(t) for t in res.token_ids[:64] if -(2**31) <= int(t) < 2**31]
+    if act is not None and res is not None and res.actions:
+        m.horizon = len(res.actions)
+        m.chunk = [float(v) for a in res.actions for v in a.vector]
+        m.chunk_terminate = [bool(a.terminate) for a in res.actions]
     m.inference_latency_ms = float(outcome.latency_ms)
     m.valid = act is not None and outcome.rejected is None
     m.error = outcome.rejected or ""

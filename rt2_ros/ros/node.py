@@ -15,7 +15,9 @@ Threads (``MultiThreadedExecutor``, see :func:`main`):
 * **control worker** (a plain thread, not an executor callback): once per
   ``control.period_s`` (:class:`rt2_ros.servo_stream.ControlGrid`)
   :meth:`Controller.step` runs the policy on the newest image. A slow model therefore
-  never delays the servo timer.
+  never delays the servo timer. With action chunks (``action.horizon`` > 1) the worker
+  instead runs a step whenever :meth:`Controller.inference_due` says the queue runs low,
+  while the servo timer executes the queued actions (and sends their gripper commands).
 * **inputs** (reentrant group): camera (``sensor_msgs/Image``, optional
   ``CompressedImage``; sensor-data QoS), instruction (``std_msgs/String``),
   end-effector pose (TF when ``tf2_ros`` is importable, else ``PoseStamped``),
@@ -65,6 +67,9 @@ from rt2_ros.servo_stream import GIL_SWITCH_INTERVAL_S, ZERO_BURST_S, ControlGri
 from rt2_ros.throttle import InputLog
 
 __all__ = ["Rt2Node", "main", "STOP_SERVICE", "ESTOP_SERVICE", "RESET_SERVICE", "ZERO_BURST_S", "GIL_SWITCH_INTERVAL_S"]
+
+#: Chunk mode: how often the control worker asks whether the next chunk is due [s].
+CHUNK_POLL_S = 0.005
 
 #: Services (absolute names, remappable with ``-r /rt2/stop:=...``).
 STOP_SERVICE, ESTOP_SERVICE, RESET_SERVICE = "/rt2/stop", "/rt2/e_stop", "/rt2/reset"
@@ -217,6 +222,10 @@ class Rt2Node(Node):
                 self._publish_twist(cmd.twist, now.to_msg())
             elif tick.pause_servo:
                 self.servo.pause()
+            if self.controller.chunked:  # chunks: each executed action's gripper command
+                for x in self.controller.drain_gripper_commands(now_s):
+                    if self.gripper is not None:
+                        self.gripper.send(x)
             self._handle_transitions()
             if self._stream.markers_due(now_s, running):
                 self.visuals.publish_markers(self.ee_pose.anchor, cmd.twist, now.to_msg(), cmd.stop)
@@ -235,6 +244,14 @@ class Rt2Node(Node):
                 if self._wake.is_set():  # a new episode: act at once
                     self._wake.clear()
                     grid.reset()
+                if self.controller.chunked:
+                    # Chunks: infer when the queue runs low (inference ahead); the servo timer
+                    # keeps executing the queue meanwhile.
+                    if self.controller.inference_due(now_s):
+                        self.run_step(now_s)
+                    else:
+                        self._wake.wait(CHUNK_POLL_S)
+                    continue
                 wait_s = grid.wait_s(now_s)
                 if wait_s > 0:
                     self._wake.wait(min(wait_s, 0.05))

@@ -11,6 +11,9 @@ reset (``/rt2/reset`` -> ``/sim/reset``, a new randomised layout), instruction o
 * ``vla`` - a PaliGemma-architecture test model with random weights
   (``rt2-ros make-test-model``): the model path runs end to end; no success expected.
 
+``--chunk 8`` runs both with action chunks: 8 actions per inference (RT-2 text of 8 x 8
+integers), one executed per control period, the next chunk inferred while 2 remain.
+
 Prints the per-episode table and writes into ``--out`` (default ``out/demo``):
 ``report.md``, ``report.json``, ``contact_sheet.png`` (first/middle/last camera frame
 per episode), ``trajectories.png`` (TCP paths and blocks, top view), ``logs/`` (the
@@ -66,6 +69,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--vla-episodes", type=int, default=None, help="episodes of the vla policy (default --episodes)")
     p.add_argument("--vla-max-steps", type=int, default=20, help="step limit of vla episodes (default 20)")
+    p.add_argument(
+        "--chunk",
+        type=int,
+        default=1,
+        help="actions per inference (action.horizon; RT-2 text of H x 8 integers), executed one per "
+        "control period with the next chunk inferred ahead (default 1: one action per inference)",
+    )
+    p.add_argument(
+        "--chunk-threshold",
+        type=int,
+        default=2,
+        help="with --chunk: infer the next chunk when this many actions remain (0: the arm waits; default 2)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the first layout (default 0)")
     p.add_argument("--instructions", nargs="+", default=None, help="instructions to cycle through")
     p.add_argument("--out", default="out/demo", help="output directory (default out/demo)")
@@ -152,6 +168,19 @@ def _child_env(domain_id: int) -> dict[str, str]:
 
 
 def _policy_overrides(policy: str, args: argparse.Namespace) -> dict[str, Any]:
+    chunk = int(getattr(args, "chunk", 1) or 1)
+    out = _policy_overrides_one(policy, args)
+    if chunk > 1:  # action chunks: H actions per inference, the next one inferred ahead
+        out.update(
+            {
+                "action.horizon": chunk,
+                "control.chunk_threshold": max(0, min(int(args.chunk_threshold), chunk - 1)),
+            }
+        )
+    return out
+
+
+def _policy_overrides_one(policy: str, args: argparse.Namespace) -> dict[str, Any]:
     if policy == "scripted":
         return {"policy.backend": SCRIPTED_EXPERT}
     if policy == "vla":

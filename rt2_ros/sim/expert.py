@@ -17,6 +17,17 @@ created lazily on the first inference so that no rclpy is imported here).
 
 Action convention (``config/rt2.yaml``): displacements dx dy dz in the command frame
 (``panda_link0``), rotation deltas as extrinsic roll-pitch-yaw, gripper 1 = open.
+
+Chunks (``action.horizon`` H > 1; formats rt2, int_text and fast, whose bounds are
+``action.low``/``high``):
+the expert plans H steps ahead on a predicted state (the TCP and hand moved by each planned
+displacement, blocks and gripper as observed) and answers with the codec's encoding of the
+chunk (RT-2 / integer text: the text; FAST: the token ids). Only the first step
+advances its state machine; the predicted steps never close-then-lift (that waits for the
+observed gripper) and never terminate (that waits for the observed task check), so a chunk
+executed open loop is safe even when its prediction drifts. The state machine continues
+from the predicted state at the step where the next observation is expected
+(``steps_per_inference``, from ``control.execute_steps``/``chunk_threshold``).
 """
 
 from __future__ import annotations
@@ -30,7 +41,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from rt2_ros.action_tokenizer import RT2ActionTokenizer, make_codec
+from rt2_ros.action_tokenizer import ActionCodec, make_codec
 from rt2_ros.config import RT2Config
 from rt2_ros.policies.base import (
     Observation,
@@ -125,7 +136,7 @@ class ScriptedExpertPolicy(Policy):
 
     def __init__(
         self,
-        codec: RT2ActionTokenizer,
+        codec: ActionCodec,
         ground_truth: Callable[[], Mapping[str, Any] | None],
         params: ExpertParams | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -134,13 +145,18 @@ class ScriptedExpertPolicy(Policy):
         self.ground_truth = ground_truth
         self.params = params or ExpertParams()
         self.clock = clock
+        bounds = getattr(codec, "bounds", None)
         self.metadata = PolicyMetadata(
-            action_format="rt2",
+            action_format=codec.format,
             model_id="scripted-expert",
-            action_dim=8,
-            bounds={"low": codec.bounds.low.tolist(), "high": codec.bounds.high.tolist()},
-            extra={"backend": "scripted", "uses": "simulator ground truth"},
+            action_dim=codec.tokens_per_action,
+            bounds=None if bounds is None else {"low": bounds.low.tolist(), "high": bounds.high.tolist()},
+            extra={"backend": "scripted", "uses": "simulator ground truth", "horizon": codec.horizon},
         )
+        self._predicting = False
+        #: Chunks: control steps executed per inference (the rest of a chunk is replaced by
+        #: the next); set by :meth:`from_config` from ``control.*``.
+        self.steps_per_inference = 1
         self._closer: Callable[[], None] | None = None
         self._waited_for_gt = False
         self.reset()
@@ -160,11 +176,19 @@ class ScriptedExpertPolicy(Policy):
         std_msgs/String, published by the sim node) on its first inference; this needs
         an initialised rclpy context (the rt2 node's).
         """
-        if cfg.action.format != "rt2":
-            raise ValueError("the scripted expert emits RT-2 action strings; set action.format: rt2")
+        if cfg.action.format == "openvla":
+            raise ValueError(
+                "the scripted expert answers in rt2, int_text or fast actions (bounded by action.low/high); "
+                "openvla's actions depend on dataset statistics"
+            )
         codec = make_codec(cfg.action)
+        c = cfg.control
+        n = min(c.execute_steps or codec.horizon, codec.horizon)
+        per = 1 if c.execute == "ensemble" or codec.horizon == 1 else max(1, n - c.chunk_threshold)
         if ground_truth is not None:
-            return cls(codec, ground_truth, params)
+            pol = cls(codec, ground_truth, params)
+            pol.steps_per_inference = per
+            return pol
         holder: dict[str, Any] = {}
 
         def subscriber():
@@ -178,6 +202,7 @@ class ScriptedExpertPolicy(Policy):
             return subscriber().latest()
 
         pol = cls(codec, lazy_ground_truth, params)
+        pol.steps_per_inference = per
         pol._closer = lambda: holder["sub"].close() if "sub" in holder else None
         pol.metadata.extra["ground_truth_topic"] = ground_truth_topic
         try:  # subscribe now when a ROS context is up (inside the rt2 node), so discovery starts early
@@ -234,18 +259,57 @@ class ScriptedExpertPolicy(Policy):
             err = f"scripted expert cannot do this instruction: {self._task_error}"
             return PolicyResult("", (), (), err, {"preprocess": (t1 - t0) * 1e3, "model": 0.0, "decode": 0.0})
         try:
-            plan = self._plan(self._task, gt)
+            plans = self._plan_chunk(self._task, gt)
         except (KeyError, ValueError, TypeError) as e:
             raise PolicyError(f"scripted expert: bad ground truth: {e}") from None
         self.steps += 1
-        text = self.codec.encode(plan.delta, terminate=plan.terminate)
+        if self.codec.horizon == 1 and self.codec.format == "rt2":
+            text = self.codec.encode(plans[0].delta, terminate=plans[0].terminate)
+            encoded: Any = text
+        else:
+            encoded = self.codec.encode_chunk(np.array([p.delta for p in plans]), [p.terminate for p in plans])
         t2 = self.clock()
         # Decoded like any model's output (a failure, impossible with our own encoder, is "no action").
-        result = result_from_output(self.codec, text, tuple(int(t) for t in text.split()))
+        if isinstance(encoded, tuple):  # OpenVLA, FAST: the codec decodes token ids
+            text, ids = encoded
+            result = result_from_output(self.codec, text, tuple(ids), action_ids=ids)
+        else:
+            text = encoded
+            result = result_from_output(self.codec, text, tuple(int(t) for t in text.split()))
         result.timings_ms.update(preprocess=(t1 - t0) * 1e3, model=(t2 - t1) * 1e3, decode=(self.clock() - t2) * 1e3)
         return result
 
     # -- planning -------------------------------------------------------------------------------
+    def _plan_chunk(self, task: Task, gt: Mapping[str, Any]) -> list[_Plan]:
+        """``codec.horizon`` plans: the first from the observation (it advances the state
+        machine), the rest from the state predicted by applying each plan's displacement."""
+        first = self._plan(task, gt)
+        plans = [first]
+        if self.codec.horizon == 1:
+            return plans
+        # The next observation comes after about steps_per_inference executed steps: the state
+        # machine continues from the predicted state there.
+        keep = max(1, min(self.steps_per_inference, self.codec.horizon))
+        saved = (self._phase, self._phase_steps, self._last_opening, self._last_tcp)
+        self._predicting = True
+        try:
+            g = _predict(gt, first.delta)
+            for k in range(1, self.codec.horizon):
+                if k == keep:
+                    saved = (self._phase, self._phase_steps, self._last_opening, self._last_tcp)
+                if plans[-1].terminate:
+                    plans.append(_Plan(np.zeros(7), True, Phase.DONE, "done"))
+                    continue
+                p = self._plan(task, g)
+                if p.terminate:  # never from a prediction: hold and let the next observation decide
+                    p = _Plan(np.concatenate([np.zeros(6), [p.delta[6]]]), False, p.phase, "hold")
+                plans.append(p)
+                g = _predict(g, p.delta)
+        finally:
+            self._predicting = False
+            self._phase, self._phase_steps, self._last_opening, self._last_tcp = saved
+        return plans
+
     def _start_episode(self, instruction: str, gt: Mapping[str, Any]) -> None:
         self.reset()
         self._instruction = instruction
@@ -332,7 +396,8 @@ class ScriptedExpertPolicy(Policy):
         yaw = self._grasp_yaw(R_hand, block_yaw)
         hover = np.array([block[0], block[1], block[2] + half + prm.hover_m])
         grasp_z = max(block[2] + prm.grasp_height_m, table_z + 0.015)
-        if self._phase in (Phase.LIFT, Phase.CLOSE) and block[2] - half - table_z < 0.01 and tcp[2] - block[2] > 0.05:
+        slipped = block[2] - half - table_z < 0.01 and tcp[2] - block[2] > 0.05
+        if self._phase in (Phase.LIFT, Phase.CLOSE) and slipped and not self._predicting:  # blocks are not predicted
             self._set_phase(Phase.APPROACH)  # lifted without the block: it slipped, start over
         if self._phase is Phase.APPROACH:
             xy_err = float(np.linalg.norm(hover[:2] - tcp[:2]))
@@ -354,7 +419,8 @@ class ScriptedExpertPolicy(Policy):
         if self._phase is Phase.CLOSE:
             settled = self._last_opening is not None and abs(self._last_opening - opening) < 0.001
             self._last_opening = opening
-            if self._phase_steps > prm.close_steps and (settled or self._phase_steps > prm.close_steps + 3):
+            closed = self._phase_steps > prm.close_steps and (settled or self._phase_steps > prm.close_steps + 3)
+            if closed and not self._predicting:  # lifting waits for the observed gripper
                 self._set_phase(Phase.LIFT)
             else:
                 return _Plan(self._motion(tcp, tcp, R_hand, None, 0.0), False, Phase.CLOSE, "close gripper")
@@ -395,7 +461,7 @@ class ScriptedExpertPolicy(Policy):
         lateral = (block - tcp) - u * float(np.dot(block - tcp, u))
         target = tcp + u * prm.max_step_m + lateral
         target[2] = push_z
-        if float(np.dot(block - tcp, u)) < 0:  # overtook the block (it slipped aside): go around again
+        if float(np.dot(block - tcp, u)) < 0 and not self._predicting:  # overtook the block: go around again
             self._set_phase(Phase.APPROACH)
         return _Plan(self._motion(tcp, target, R_hand, yaw, 0.0), False, Phase.PUSH, f"push, moved {moved:.3f} m")
 
@@ -420,12 +486,32 @@ class ScriptedExpertPolicy(Policy):
         )
 
 
+def _predict(gt: Mapping[str, Any], delta: np.ndarray) -> dict[str, Any]:
+    """Ground truth after the arm performed ``delta`` (dx dy dz [m], extrinsic rpy [rad] in
+    the base frame), blocks and gripper as they were."""
+    g = dict(gt)
+    R = Rotation.from_quat(gt["ee"]["orientation_xyzw"])
+    hand = np.asarray(gt["ee"]["position"], dtype=np.float64)
+    tcp = np.asarray(gt["tcp"]["position"], dtype=np.float64) if "tcp" in gt else hand + R.apply([0, 0, TCP_OFFSET_M])
+    R_new = Rotation.from_euler("xyz", delta[3:6]) * R
+    tcp_new = tcp + delta[0:3]
+    g["ee"] = {
+        **gt["ee"],
+        "position": (tcp_new - R_new.apply([0, 0, TCP_OFFSET_M])).tolist(),
+        "orientation_xyzw": R_new.as_quat().tolist(),
+    }
+    if "tcp" in gt:
+        g["tcp"] = {**gt["tcp"], "position": tcp_new.tolist()}
+    return g
+
+
 def make_policy(cfg: RT2Config, **kwargs: Any) -> ScriptedExpertPolicy:
     """``policy.backend: rt2_ros.sim.expert:make_policy`` (``config/sim.yaml``): the expert,
     fed by the simulator's ground-truth topic unless ``ground_truth=`` is given; keyword
     arguments as :meth:`ScriptedExpertPolicy.from_config`.
 
     Raises:
-        ValueError: ``action.format`` is not ``rt2``.
+        ValueError: ``action.format: openvla``, or an action configuration
+            :func:`rt2_ros.action_tokenizer.make_codec` refuses.
     """
     return ScriptedExpertPolicy.from_config(cfg, **kwargs)

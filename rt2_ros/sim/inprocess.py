@@ -77,7 +77,8 @@ def run_episode(
         pos, _ = world.scene.ee_pose()
         controller.on_ee_pose(pos, t)
         rec.tcp_path.append(world.scene.tcp_position().tolist())
-        if t >= next_step:
+        due = controller.inference_due(t) if controller.chunked else t >= next_step
+        if due:
             out = controller.step(t)
             next_step += cfg.control.period_s
             if out is not None:
@@ -90,6 +91,8 @@ def run_episode(
                 if on_step is not None:
                     on_step(out)
         cmd = controller.servo_command(t)
+        for g in controller.drain_gripper_commands(t) if controller.chunked else ():  # chunks: per executed action
+            world.set_gripper(g)
         world.servo.on_twist(frame_id, cmd.twist.linear, cmd.twist.angular, t)
         world.servo_tick(t)
         if controller.state is EpisodeState.FINISHED:
