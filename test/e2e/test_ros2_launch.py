@@ -152,6 +152,12 @@ def test_rviz_true_without_rviz2_fails_before_any_node_starts(ros2, tmp_path, la
 
 # -- bringup.launch.py against the simulated arm ------------------------------------------------------
 def test_bringup_launch_with_the_readme_ros2_commands(ros2, tmp_path):
+    # The package's parameters, one action per second: the expert's pick (~24 steps) then
+    # still runs when /rt2/stop comes.
+    params = yaml.safe_load((ROOT / "config" / "rt2.yaml").read_text())
+    params["/**"]["ros__parameters"]["control"]["period_s"] = 1.0
+    params_file = tmp_path / "rt2.yaml"
+    params_file.write_text(yaml.safe_dump(params))
     # The simulated arm behind MoveIt Servo's interface, as the README starts it.
     sim = ros2.start("run", "rt2_ros", "rt2_sim", "--ros-args", "--params-file", str(ROOT / "config" / "sim.yaml"))
     bringup = ros2.launch(
@@ -166,7 +172,7 @@ def test_bringup_launch_with_the_readme_ros2_commands(ros2, tmp_path):
         "planning_frame:=panda_link0",
         "command_frame:=panda_link0",
         "ee_frame:=panda_hand",
-        f"params_file:={ROOT / 'config' / 'rt2.yaml'}",
+        f"params_file:={params_file}",
         f"rviz_config:={ROOT / 'rviz' / 'rt2.rviz'}",
         "rviz:=false",
         "use_sim_time:=false",
@@ -175,10 +181,11 @@ def test_bringup_launch_with_the_readme_ros2_commands(ros2, tmp_path):
     assert sim.wait_for("servo_node (", 90.0), sim.output()[-3000:]
     assert bringup.wait_for("ready: send an instruction", 90.0), bringup.output()[-3000:]
 
-    got = ros2.run("param", "get", "/rt2_node", "policy.backend", timeout_s=60.0)
+    got = ros2.run_retry("param", "get", "/rt2_node", "policy.backend")
     assert "rt2_ros.sim.expert:make_policy" in got.stdout  # backend:=scripted
-    dump = yaml.safe_load(ros2.run("param", "dump", "/rt2_node", timeout_s=60.0).stdout)
+    dump = yaml.safe_load(ros2.run_retry("param", "dump", "/rt2_node").stdout)
     params = dump["/rt2_node"]["ros__parameters"]
+    assert params["control"]["period_s"] == 1.0  # params_file
     assert params["policy"]["model_path"] == "/models/unused" and params["policy"]["server_url"] == "ws://gpu-box:8000"
     assert params["topics"]["image"] == "/camera/image_raw"
     assert params["topics"]["twist"] == "/servo_node/delta_twist_cmds" and params["servo"]["namespace"] == "/servo_node"
@@ -191,7 +198,11 @@ def test_bringup_launch_with_the_readme_ros2_commands(ros2, tmp_path):
 
     echo = ros2.start("topic", "echo", "/rt2/episode", name="echo")
     assert _subscribed(ros2, "/rt2/episode"), echo.output()
-    ros2.run("topic", "pub", "--once", "/rt2/instruction", "std_msgs/msg/String", "data: 'pick up the red block'")
+    # The README's command; -w 2: here the simulation listens to instructions too (its task
+    # check), and --once alone publishes as soon as either subscriber is matched.
+    ros2.run(
+        "topic", "pub", "--once", "-w", "2", "/rt2/instruction", "std_msgs/msg/String", "data: 'pick up the red block'"
+    )
     assert echo.wait_for("state: 1", 30.0), echo.output()
     assert "instruction: pick up the red block" in echo.output()
     # Issue 15 (9): the expert's ground-truth helper node keeps its own name under launch.

@@ -210,6 +210,20 @@ class Ros2:
             assert p.returncode == 0, f"ros2 {' '.join(args)} exited with {p.returncode}:\n{out}"
         return res
 
+    def run_retry(self, *args: str, attempts: int = 5, timeout_s: float = 60.0) -> subprocess.CompletedProcess:
+        """:meth:`run` until it succeeds: a command that asks the graph (``ros2 param``, ``node``)
+        may find nothing while the ``ros2`` daemon it just started is still discovering.
+
+        Raises:
+            AssertionError: every attempt failed (with the last output).
+        """
+        for i in range(attempts):
+            res = self.run(*args, timeout_s=timeout_s, check=False)
+            if res.returncode == 0:
+                return res
+            time.sleep(1.0)
+        raise AssertionError(f"ros2 {' '.join(args)} failed {attempts} times; last output:\n{res.stdout}")
+
     def start(self, *args: str, name: str = "launch") -> Launch:
         """Start ``ros2 ARGS`` (a launch, ``ros2 run``, ``ros2 topic echo``) in the background."""
         with self._lock:
