@@ -57,6 +57,7 @@ class GripperOutput:
         self._action = None
         self._last: float | None = None
         self._seq = 0
+        self._accepted_seq = 0  # the newest goal the server accepted
         #: Goals sent and how they ended (diagnostics and tests).
         self.goals = {"sent": 0, "rejected": 0, "succeeded": 0, "aborted": 0, "canceled": 0, "failed": 0}
         if cfg.output == "action" and HAVE_GRIPPER_ACTION:
@@ -105,6 +106,7 @@ class GripperOutput:
             self.goals["rejected"] += 1
             self.log.warning(f"{what} rejected by {self.topic}; the gripper holds its last command")
             return
+        self._accepted_seq = max(self._accepted_seq, seq)
         handle.get_result_async().add_done_callback(lambda f: self._on_result(f, seq, what))
 
     def _on_result(self, fut, seq: int, what: str) -> None:
@@ -121,7 +123,7 @@ class GripperOutput:
             self.goals["succeeded"] += 1
         elif res.status == GoalStatus.STATUS_ABORTED:
             self.goals["aborted"] += 1
-            if seq == self._seq:  # an older goal aborted for our newer one is no news
+            if seq == self._accepted_seq:  # an older goal aborted for our newer one is no news
                 self.log.warning(
                     f"{what} aborted by {self.topic}: gripper at {r.position:.4f} m, stalled={r.stalled}, "
                     f"reached_goal={r.reached_goal}; the gripper holds what it has"

@@ -102,14 +102,14 @@ def test_sim_launch_runs_episodes_to_its_report(ros2, tmp_path):
 def test_sim_launch_ends_at_once_when_rt2_node_dies_at_start(ros2, tmp_path):
     """Issue 15 (10): a bad parameter -> the node's error, a non-zero status, no 2-minute wait."""
     bad = tmp_path / "bad_rt2.yaml"
-    bad.write_text("rt2_node:\n  ros__parameters:\n    control:\n      period_s: -1.0\n")
+    bad.write_text("rt2_node:\n  ros__parameters:\n    action:\n      bins: 1\n")
     launch = ros2.launch(
         "rt2_ros", "sim.launch.py", f"params_file:={bad}", f"out:={tmp_path / 'o'}", "episodes:=1", name="bad_param"
     )
     code = _ended(launch, 90.0)
     text = launch.output()
     assert code != 0, text[-3000:]
-    assert "period_s" in text  # the node's own error, naming the bad value
+    assert "action.bins" in text  # the node's own error, naming the bad value
     assert "rt2_node exited early with exit code 2" in text
     # The runner gave up at once: it never reached its 120 s wait for the node.
     assert "did not come up" not in text
