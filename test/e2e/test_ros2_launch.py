@@ -115,6 +115,26 @@ def test_sim_launch_ends_at_once_when_rt2_node_dies_at_start(ros2, tmp_path):
     assert "did not come up" not in text
 
 
+def test_sim_launch_with_a_missing_model_ends_non_zero(ros2, tmp_path):
+    """Issue 15 (10), the README's local-backend command with a model that is not there."""
+    missing = tmp_path / "no_model"
+    launch = ros2.launch(
+        "rt2_ros",
+        "sim.launch.py",
+        "backend:=local",
+        f"model_path:={missing}",
+        "max_steps:=20",
+        "terminate_debounce:=21",
+        "episodes:=3",
+        f"out:={tmp_path / 'o'}",
+        name="missing_model",
+    )
+    code = _ended(launch, 120.0)
+    text = launch.output()
+    assert code != 0 and str(missing) in text and "rt2_node exited early with exit code 1" in text, text[-3000:]
+    assert "did not come up" not in text
+
+
 def test_sim_launch_remote_backend_takes_server_url_and_fails_cleanly(ros2, tmp_path):
     launch = ros2.launch(
         "rt2_ros",
