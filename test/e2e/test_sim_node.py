@@ -275,43 +275,45 @@ def jazzy(ros, request, monkeypatch):
     monkeypatch.setattr(sim_node, "HAVE_MOVEIT_MSGS", real)
     h, humble, probe = ros
     humble.stop()  # one real-time sim loop at a time: two would compete for the CPU (and the GIL)
-    runner = _start(h, "jazzy", prefix="/jz")
-    yield runner, probe, real
+    # Own topic names per variant: one process cannot hold /status with two types.
+    prefix = "/jz" if real else "/jz_int8"
+    runner = _start(h, "jazzy", prefix=prefix)
+    yield runner, probe, real, prefix
     runner.stop()
     for n in (runner.sim, runner.servo_node):
         h.remove_node(n)
 
 
 def test_jazzy_interface_rejects_an_empty_frame_id_and_pauses_with_setbool(jazzy):
-    runner, probe, real = jazzy
-    assert wait_until(lambda: "/jz/servo_node/pause_servo" in dict(probe.get_service_names_and_types()), 10.0)
+    runner, probe, real, jz = jazzy
+    assert wait_until(lambda: f"{jz}/servo_node/pause_servo" in dict(probe.get_service_names_and_types()), 10.0)
     names = dict(probe.get_service_names_and_types())
-    assert names["/jz/servo_node/pause_servo"] == ["std_srvs/srv/SetBool"]
+    assert names[f"{jz}/servo_node/pause_servo"] == ["std_srvs/srv/SetBool"]
     if real:
         from moveit_msgs.msg import ServoStatus
         from moveit_msgs.srv import ServoCommandType
 
         assert wait_until(
-            lambda: "/jz/servo_node/switch_command_type" in dict(probe.get_service_names_and_types()), 10.0
+            lambda: f"{jz}/servo_node/switch_command_type" in dict(probe.get_service_names_and_types()), 10.0
         )
-        assert "/jz/servo_node/start_servo" not in dict(probe.get_service_names_and_types())
+        assert f"{jz}/servo_node/start_servo" not in dict(probe.get_service_names_and_types())
         # An unknown command type is refused and changes nothing; TWIST enables twists.
         bad = call_service(
-            probe, ServoCommandType, "/jz/servo_node/switch_command_type", ServoCommandType.Request(command_type=7)
+            probe, ServoCommandType, f"{jz}/servo_node/switch_command_type", ServoCommandType.Request(command_type=7)
         )
         assert not bad.success
         req = ServoCommandType.Request(command_type=ServoCommandType.Request.TWIST)
-        assert call_service(probe, ServoCommandType, "/jz/servo_node/switch_command_type", req).success
-        status = Collector(probe, ServoStatus, "/jz/servo_node/status", 50)
+        assert call_service(probe, ServoCommandType, f"{jz}/servo_node/switch_command_type", req).success
+        status = Collector(probe, ServoStatus, f"{jz}/servo_node/status", 50)
         code = lambda m: m.code  # noqa: E731
     else:
-        assert call_service(probe, Trigger, "/jz/servo_node/start_servo", Trigger.Request()).success
-        status = Collector(probe, Int8, "/jz/servo_node/status", 50)
+        assert call_service(probe, Trigger, f"{jz}/servo_node/start_servo", Trigger.Request()).success
+        status = Collector(probe, Int8, f"{jz}/servo_node/status", 50)
         code = lambda m: m.data  # noqa: E731
-    _reset(probe, "/jz")
-    poses = _pose_collector(probe, "/jz/rt2/ee_pose")
+    _reset(probe, jz)
+    poses = _pose_collector(probe, f"{jz}/rt2/ee_pose")
     assert wait_for_publishers(status.sub)
-    tw = TwistStreamer(probe, "/jz/servo_node/delta_twist_cmds")
+    tw = TwistStreamer(probe, f"{jz}/servo_node/delta_twist_cmds")
     p0 = _settled_pos(poses)
     tw.run(0.6, linear=(0.1, 0, 0), frame="")
     assert np.linalg.norm(_settled_pos(poses) - p0) < 0.002
@@ -319,12 +321,12 @@ def test_jazzy_interface_rejects_an_empty_frame_id_and_pauses_with_setbool(jazzy
     assert invalid
     if real:
         assert invalid[0].message == "Invalid"  # ServoStatus carries MoveIt's status text
-    res = call_service(probe, SetBool, "/jz/servo_node/pause_servo", SetBool.Request(data=True))
+    res = call_service(probe, SetBool, f"{jz}/servo_node/pause_servo", SetBool.Request(data=True))
     assert res.success and res.message == "Servoing disabled"
     p0 = _settled_pos(poses)
     tw.run(0.5, linear=(0.1, 0, 0))
     assert np.linalg.norm(_settled_pos(poses) - p0) < 0.002
-    res = call_service(probe, SetBool, "/jz/servo_node/pause_servo", SetBool.Request(data=False))
+    res = call_service(probe, SetBool, f"{jz}/servo_node/pause_servo", SetBool.Request(data=False))
     assert res.success and res.message == "Servoing enabled"
     tw.run(0.5, linear=(0.1, 0, 0))
     assert _settled_pos(poses)[0] - p0[0] > 0.02
