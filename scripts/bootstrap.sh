@@ -2,7 +2,7 @@
 # Create (or reuse) everything the project needs on a fresh machine:
 #   1. a venv with the pinned ROS 2 Jazzy wheels and the Python dependencies,
 #   2. ROS 2 launch, the ros2 CLI, moveit_msgs and control_msgs from ../shared/ros2-tools
-#      when that kit is there (first build ~11 min on 2 cores, then cached),
+#      when that kit is there (first build 11-32 min on 2 cores, then cached),
 #   3. a colcon build of the package (messages + Python package, symlink install),
 # A second run skips any step whose inputs did not change, so it takes seconds.
 # Usage: source scripts/bootstrap.sh   (leaves the environment activated)
@@ -43,7 +43,7 @@ export AMENT_PREFIX_PATH="$VENV${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}"
 # ROS 2 Jazzy's launch system, the ros2 command line, moveit_msgs and control_msgs are not
 # on PyPI: the ros2-tools kit (../shared/ros2-tools beside the clone, as in CI) installs
 # them into the venv and builds the message packages beside it ($VENV-ros2-tools). The
-# first build takes about 11 min on 2 cores; later runs find it stamped (0.2 s). Done
+# first build takes 11-32 min on 2 cores (README); later runs find it stamped (0.4 s). Done
 # before our colcon build, so that install/setup.bash chains the kit's packages.
 # RT2_NO_ROS2_TOOLS=1 skips it (the tests that need it then skip, saying why);
 # RT2_SKIP_PIP=1 leaves the venv alone but still sources a kit build that is already there.
@@ -53,7 +53,7 @@ if [ -z "${RT2_NO_ROS2_TOOLS:-}" ] && [ -f "$KIT/install.sh" ]; then
   if [ -z "${RT2_SKIP_PIP:-}" ]; then
     if [ ! -f "$KIT_PREFIX/install/.ros2-tools-build" ]; then
       echo "[bootstrap] ros2-tools: installing ROS 2 launch, the ros2 CLI, moveit_msgs, control_msgs" \
-        "(first build about 11 min on 2 cores; cached in $KIT_PREFIX)"
+        "(first build 11-32 min on 2 cores; cached in $KIT_PREFIX)"
     fi
     kit_line="$(bash "$KIT/install.sh" "$VENV" "$KIT_PREFIX")"
     # shellcheck disable=SC1090
