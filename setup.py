@@ -40,10 +40,30 @@ setup(
             "sentencepiece>=0.1.99",
             "pillow>=9",
         ],
+        # OpenVLA checkpoints load natively with "inference" alone (no timm; native path tested on transformers
+        # 5.24). This extra is only for policy.trust_remote_code: true (upstream's modeling_prismatic.py and
+        # processing_prismatic.py): upstream requires timm >=0.9.10,<1.0 and torchvision, and pins transformers
+        # 4.40.1; transformers >= 4.50 drops the image on the first generation step (openvla issue #346).
+        "openvla-remote-code": ["timm>=0.9.10,<1.0", "torchvision", "transformers>=4.40.1,<4.50", "tokenizers>=0.19"],
         # Replicas behind one address (Ray Serve); ~400 MB, optional for users (the test venv has it).
         "scale": ["ray[serve]>=2.40"],
         "sim": ["pybullet>=3.2.5", "matplotlib>=3.5", "tqdm>=4.60", "pillow>=9"],
         "record": ["mcap>=1.1", "mcap-ros2-support>=0.5"],
+        # rt2-ros dataset / train: LeRobot-format datasets and fine-tuning on HF's Trainer.
+        "train": [
+            "torch>=2.1",
+            "transformers>=4.46",
+            "accelerate>=1.0",
+            "peft>=0.13",
+            "datasets>=3.0",
+            "pyarrow>=15",
+            "pandas>=2.0",
+            "tensorboard>=2.15",
+            "tqdm>=4.60",
+            "pillow>=9",
+            "mcap>=1.1",
+            "mcap-ros2-support>=0.5",
+        ],
         "test": ["pytest>=7", "hypothesis>=6", "pytest-timeout>=2.1", "ruff>=0.6", "import-linter>=2.0"],
     },
     entry_points={

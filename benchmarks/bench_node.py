@@ -146,6 +146,7 @@ def bench_jitter(args) -> dict:
                 "control.max_steps": 100000,
                 "control.max_duration_s": 3600.0,
                 "control.servo_rate_hz": args.servo_hz,
+                "safety.require_ee_pose": False,  # no pose source here: the conditions of the measurements
             },
         )
         sp = Spinner()
@@ -213,7 +214,11 @@ def bench_overhead(args) -> dict:
                 policy,
                 context=sp.context,
                 start_worker=False,
-                overrides={"control.max_steps": 100000, "control.max_duration_s": 3600.0},
+                overrides={
+                    "control.max_steps": 100000,
+                    "control.max_duration_s": 3600.0,
+                    "safety.require_ee_pose": False,
+                },
             )
             probe = Node("bench_probe", context=sp.context)
             sp.executor.add_node(node)

@@ -241,6 +241,8 @@ class RT2ActionTokenizer:
             so token 0 terminates and 1 continues. Both example strings of the
             RT-2 paper are mid-task and start with ``1``, which agrees.
         continue_token: the value :meth:`encode` writes for a non-terminal action (1).
+            Field 0 must be one of the two; any other value is an
+            :class:`ActionDecodeError` (never "keep going").
         decode_to: ``"center"`` (default) decodes bin ``k`` to its centre
             ``low + (k + 0.5) * w``, so encode/decode round-trips within half a bin
             ``w/2``. ``"edge"`` decodes as RT-1 does, ``low + k / (bins - 1) *
@@ -324,7 +326,8 @@ class RT2ActionTokenizer:
         Whitespace between and around fields is accepted; anything else is not.
 
         Raises:
-            ActionDecodeError: empty, wrong count, non-integer, or out of range.
+            ActionDecodeError: empty, wrong count, non-integer, out of range, or a
+                terminate field that is neither ``terminate_token`` nor ``continue_token``.
         """
         text = _check_text(text)
         fields = text.split()
@@ -345,7 +348,21 @@ class RT2ActionTokenizer:
                     f"field {i} ({(('terminate',) + DIM_NAMES)[i]}) = {v} is out of range [0, {self.bins - 1}]"
                 )
             tokens.append(v)
+        self._check_terminate_field(tokens[0])
         return tuple(tokens)
+
+    def _check_terminate_field(self, value: int) -> None:
+        """Field 0 may only be ``terminate_token`` or ``continue_token`` (RT-1's
+        ``terminate_episode`` one-hot written as its argmax has no other meaning).
+
+        Raises:
+            ActionDecodeError: any other value (it must never decode as "keep going").
+        """
+        if value not in (self.terminate_token, self.continue_token):
+            raise ActionDecodeError(
+                f"field 0 (terminate) = {value} is neither the terminate token ({self.terminate_token}) "
+                f"nor the continue token ({self.continue_token})"
+            )
 
     def bins_to_values(self, bins: Sequence[int] | np.ndarray) -> np.ndarray:
         """Map 7 bin indices to ``float64 (7,)`` values (bin centres or edges, see class doc)."""
@@ -359,7 +376,8 @@ class RT2ActionTokenizer:
         """Decode 8 already-parsed integers.
 
         Raises:
-            ActionDecodeError: wrong count or out-of-range values.
+            ActionDecodeError: wrong count, out-of-range values, or a terminate field
+                that is neither ``terminate_token`` nor ``continue_token``.
         """
         tokens = tuple(int(t) for t in tokens)
         if len(tokens) != self.n_fields:
@@ -367,6 +385,7 @@ class RT2ActionTokenizer:
         bad = [t for t in tokens if not 0 <= t < self.bins]
         if bad:
             raise ActionDecodeError(f"tokens out of range [0, {self.bins - 1}]: {bad}")
+        self._check_terminate_field(tokens[0])
         values = self.bins_to_values(tokens[1:])
         return Action(
             terminate=tokens[0] == self.terminate_token,

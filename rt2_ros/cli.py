@@ -16,7 +16,10 @@ SUBCOMMANDS = {
     "decode": ("rt2_ros.cli", "decode model output into an action (JSON with units)"),
     "make-test-model": ("rt2_ros.testing.make_model", "build an offline PaliGemma-architecture test model"),
     "serve": ("rt2_ros.serving.cli", "run the remote inference server"),
+    "predict": ("rt2_ros.serving.predict", "run a local checkpoint on one image + instruction (JSON)"),
     "demo": ("rt2_ros.sim.demo", "closed-loop simulation demo: sim + rt2 node + policy"),
+    "dataset": ("rt2_ros.training.dataset", "recordings (MCAP) -> LeRobotDataset v3.0; sim ground truth -> VQA pairs"),
+    "train": ("rt2_ros.training.train", "fine-tune a vision-language model into an RT-2 policy (HF Trainer)"),
 }
 
 

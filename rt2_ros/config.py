@@ -24,7 +24,13 @@ __all__ = [
     "flat_fields",
     "config_to_flat",
     "config_from_flat",
+    "MODEL_SETTINGS_FILE",
+    "with_model_settings",
 ]
+
+#: In a model directory written by ``rt2-ros train``: the ``action`` section and
+#: ``policy.prompt`` the model was trained with (ROS parameters-file form).
+MODEL_SETTINGS_FILE = "rt2_ros_policy.yaml"
 
 
 class ConfigError(ValueError):
@@ -73,12 +79,19 @@ class ActionConfig(_Section):
 
 
 class PolicyConfig(_Section):
-    backend: str = Field("local", description="local | remote | MODULE:CALLABLE (CALLABLE(cfg) returns the Policy)")
+    backend: str = Field(
+        "local",
+        description="local | remote | MODULE:CALLABLE (CALLABLE(cfg) returns the Policy)",
+        json_schema_extra={"constraints": "one of: local, remote, or MODULE:CALLABLE"},
+    )
     model_path: str = Field("", description="local checkpoint directory")
     prompt: Literal["rt2", "openvla", "cot"] = Field("rt2", description="prompt template")
     dtype: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="model dtype")
     device: str = Field("cpu", description="torch device: cpu, cuda, cuda:N")
     num_threads: int = Field(0, ge=0, le=256, description="torch CPU threads, 0 = default")
+    trust_remote_code: bool = Field(
+        False, description="run model code shipped in the checkpoint (OpenVLA loads natively without it)"
+    )
     server_url: str = Field("ws://127.0.0.1:8000", description="remote inference server URL")
     api_key_env: str = Field("RT2_API_KEY", description="environment variable with the server API key")
     timeout_s: float = Field(1.0, gt=0.0, le=60.0, description="remote reply timeout [s]")
@@ -105,6 +118,13 @@ class ControlConfig(_Section):
     max_steps: int = Field(100, ge=1, description="episode step limit")
     max_duration_s: float = Field(120.0, gt=0.0, description="episode time limit [s]")
     terminate_debounce: int = Field(1, ge=1, le=100, description="consecutive terminate tokens needed")
+    max_instruction_rate_hz: float = Field(
+        10.0,
+        ge=0.0,
+        le=1000.0,
+        description="instructions per second accepted on average (bursts of 5 pass); more are refused; 0 = no limit "
+        "[Hz]",
+    )
 
 
 class FramesConfig(_Section):
@@ -123,8 +143,21 @@ class SafetyConfig(_Section):
     workspace_enabled: bool = Field(True, description="clip motion at the workspace box faces")
     workspace_min: list[float] = Field([0.2, -0.5, 0.0], description="box minimum x y z in planning_frame [m]")
     workspace_max: list[float] = Field([0.8, 0.5, 0.8], description="box maximum x y z in planning_frame [m]")
-    require_ee_pose: bool = Field(False, description="no motion while the end-effector pose is unknown")
+    require_ee_pose: bool = Field(
+        True,
+        description="no motion while the end-effector pose is unknown; false: move without it, the workspace "
+        "box then unchecked (warned)",
+    )
+    max_reach_m: float = Field(
+        1.5, gt=0.0, le=100.0, description="reject end-effector poses further from the planning_frame origin [m]"
+    )
     max_image_age_s: float = Field(1.0, gt=0.0, description="stop when the newest image is older [s]")
+    camera_loss_grace_s: float = Field(
+        2.0,
+        ge=0.0,
+        le=3600.0,
+        description="end the episode as a fault after max_image_age_s plus this without images [s]",
+    )
     max_action_age_s: float = Field(1.0, gt=0.0, description="stop when the newest action is older [s]")
     max_pose_age_s: float = Field(0.5, gt=0.0, description="older end-effector pose counts as unknown [s]")
 
@@ -285,3 +318,45 @@ def config_from_flat(flat: dict[str, Any]) -> RT2Config:
             raise ConfigError(f"invalid rt2_ros configuration: unknown parameter {key!r}")
         nested.setdefault(section, {})[name] = list(value) if isinstance(value, tuple) else value
     return _validate(nested)
+
+
+def with_model_settings(cfg: RT2Config) -> tuple[RT2Config, list[str]]:
+    """``cfg`` with the codec settings of its local model applied.
+
+    A model trained by ``rt2-ros train`` carries the ``action`` section and
+    ``policy.prompt`` it was trained with in ``<policy.model_path>/rt2_ros_policy.yaml``
+    (:data:`MODEL_SETTINGS_FILE`). They belong to the model (its output is only
+    meaningful with them), so they win over the parameters file: the directory alone is
+    enough to run it. Other backends, and model directories without the file, are
+    returned unchanged.
+
+    Returns:
+        ``(config, names)``: the config to run with and the dotted names that changed.
+
+    Raises:
+        ConfigError: the file is unreadable, not YAML, holds other keys, or invalid values.
+    """
+    if cfg.policy.backend != "local" or not cfg.policy.model_path:
+        return cfg, []
+    path = Path(cfg.policy.model_path).expanduser() / MODEL_SETTINGS_FILE
+    if not path.is_file():
+        return cfg, []
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as e:
+        raise ConfigError(f"cannot read {path}: {e}") from None
+    nested = _ros_params_section(data, str(path))
+    model_flat = dict(config_to_flat(_validate({k: v for k, v in nested.items() if k == "action"})))
+    wanted = {k: v for k, v in model_flat.items() if k.startswith("action.")}
+    prompt = (nested.get("policy") or {}).get("prompt") if isinstance(nested.get("policy"), dict) else None
+    if prompt is not None:
+        wanted["policy.prompt"] = prompt
+    unknown = set(nested) - {"action", "policy"} or set(nested.get("policy") or {}) - {"prompt"}
+    if unknown:
+        raise ConfigError(f"{path}: only the action section and policy.prompt belong there, not {sorted(unknown)}")
+    flat = config_to_flat(cfg)
+    changed = sorted(k for k, v in wanted.items() if flat.get(k) != v)
+    if not changed:
+        return cfg, []
+    flat.update(wanted)
+    return config_from_flat(flat), changed

@@ -30,9 +30,40 @@ from rt2_ros.policies.base import Policy, PolicyError, PolicyResult, check_image
 from rt2_ros.policies.prompts import check_instruction
 from rt2_ros.safety import MAX_FUTURE_S, SafetyEnvelope, ServoCommand
 
-__all__ = ["Controller", "StepOutcome", "EpisodeInfo"]
+__all__ = ["Controller", "StepOutcome", "EpisodeInfo", "InstructionRateLimit", "WARN_PERIOD_S"]
 
 log = logging.getLogger("rt2_ros.controller")
+
+#: Repeated warnings of one kind (motion held for an unknown pose, motion without the
+#: workspace box) are logged at most once per this many seconds of wall time [s].
+WARN_PERIOD_S = 5.0
+
+
+class InstructionRateLimit:
+    """Token bucket: ``rate_hz`` instructions per second on average, bursts of ``burst``.
+
+    Instruction spam (1 kHz) would otherwise restart the episode and log at the
+    publisher's rate; a person or a task planner sending a few in quick succession
+    passes. ``rate_hz`` 0 turns the limit off. Times are seconds on the caller's clock.
+    """
+
+    def __init__(self, rate_hz: float, burst: int = 5):
+        self.rate_hz = float(rate_hz)
+        self.burst = float(burst)
+        self._tokens = self.burst
+        self._t: float | None = None
+
+    def take(self, now_s: float) -> bool:
+        """Spend one instruction at ``now_s``; False when over the limit."""
+        if self.rate_hz <= 0:
+            return True
+        if self._t is not None:
+            self._tokens = min(self.burst, self._tokens + max(now_s - self._t, 0.0) * self.rate_hz)
+        self._t = now_s
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return True
+        return False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,6 +149,21 @@ class Controller:
         #: Decoded gripper values of the configured action format, mapped to the [0, 1] command.
         self._gripper_range = make_codec(cfg.action).gripper_range
         self.last_stop_reasons: tuple[str, ...] = ()
+        self._instruction_budget = InstructionRateLimit(cfg.control.max_instruction_rate_hz)
+        self._warned_at: dict[str, float] = {}
+        s = cfg.safety
+        if s.workspace_enabled and not s.require_ee_pose:
+            log.warning(
+                "safety.require_ee_pose is false: while the end-effector pose is unknown (none received, older "
+                "than safety.max_pose_age_s, or rejected) the arm moves WITHOUT the workspace box"
+            )
+
+    def _warn_throttled(self, key: str, text: str) -> None:
+        """Log ``text`` at most once per :data:`WARN_PERIOD_S` per ``key``."""
+        now = time.monotonic()
+        if now - self._warned_at.get(key, -np.inf) >= WARN_PERIOD_S:
+            self._warned_at[key] = now
+            log.warning(text)
 
     # -- inputs ----------------------------------------------------------------------
     def _on_stop(self, t: Transition) -> None:
@@ -159,29 +205,55 @@ class Controller:
     def on_ee_pose(
         self, position: np.ndarray, stamp_s: float, rotation_planning_from_command=None, now_s: float | None = None
     ) -> None:
-        """Store the end-effector position (m, planning frame) stamped ``stamp_s``.
+        """Store the end-effector position (m, planning frame) stamped ``stamp_s``
+        that arrived at ``now_s`` (the caller's clock; None: unknown). Its age counts
+        from the earlier of the two, so a sender clock ahead cannot keep it fresh.
 
         Raises:
-            ValueError: not 3 finite values, or a stamp more than ``MAX_FUTURE_S``
-                after ``now_s``.
+            ValueError: not 3 finite values, a position further than
+                ``safety.max_reach_m`` from the planning frame origin (the stored pose
+                is then forgotten: unknown, no motion with ``require_ee_pose``), or a
+                stamp more than ``MAX_FUTURE_S`` after ``now_s``.
         """
         p = np.asarray(position, dtype=np.float64)
         if p.shape != (3,) or not np.all(np.isfinite(p)):
+            self._forget_pose()
             raise ValueError(f"end-effector position must be 3 finite values, got {position!r}")
+        peak = float(np.max(np.abs(p)))  # (the norm of 1e300 overflows)
+        reach = peak if peak > self.cfg.safety.max_reach_m else float(np.linalg.norm(p))
+        if reach > self.cfg.safety.max_reach_m:
+            self._forget_pose()
+            raise ValueError(
+                f"end-effector position {np.array2string(p, precision=3)} is {reach:.3g} m from the planning frame "
+                f"origin, beyond safety.max_reach_m = {self.cfg.safety.max_reach_m} m (implausible)"
+            )
         self._check_stamp("end-effector pose", stamp_s, now_s)
+        if now_s is not None and np.isfinite(now_s):
+            stamp_s = min(float(stamp_s), float(now_s))
         with self._lock:
             self._ee_position, self._ee_stamp_s = p, float(stamp_s)
             self._R_pc = None if rotation_planning_from_command is None else np.asarray(rotation_planning_from_command)
+
+    def _forget_pose(self) -> None:
+        with self._lock:
+            self._ee_position, self._ee_stamp_s = None, None
 
     def on_instruction(self, text: str, now_s: float) -> list[Transition]:
         """Start an episode (preempting a running one).
 
         Raises:
             ValueError: an instruction :func:`~rt2_ros.policies.prompts.check_instruction`
-                refuses (empty, too long, control characters), or the e-stop is engaged.
+                refuses (empty, too long, control characters), one over
+                ``control.max_instruction_rate_hz`` (:class:`InstructionRateLimit`;
+                the running episode goes on), or the e-stop is engaged.
         """
         text = check_instruction(text)
         with self._lock:
+            if not self._instruction_budget.take(now_s):
+                raise ValueError(
+                    f"instructions arrive faster than control.max_instruction_rate_hz "
+                    f"({self.cfg.control.max_instruction_rate_hz} per s): ignored"
+                )
             if self.envelope.estop_engaged:
                 raise ValueError("emergency stop is engaged; clear it (/rt2/e_stop false) before a new episode")
             ts = self.episode.start(text, now_s)
@@ -222,7 +294,7 @@ class Controller:
         episode is running (nothing was done).
         """
         with self._lock:
-            ts = self._record([self.episode.tick(now_s)])
+            ts = self._record([self.episode.tick(now_s), self._check_camera_loss(now_s)])
             if not self.episode.running:
                 return None if not ts else self._outcome(None, None, "episode ended", ts, 0.0)
             episode_id, instruction = self.episode.episode_id, self.episode.instruction
@@ -273,6 +345,29 @@ class Controller:
             self._twist_until_s = now_after + self.cfg.control.period_s
             return self._outcome(result, action, None, ts, latency_ms, twist=twist, gripper=grip)
 
+    def _check_camera_loss(self, now_s: float) -> Transition | None:
+        """End the running episode as a fault when no fresh image came for
+        ``max_image_age_s + camera_loss_grace_s`` (counted from the episode start at
+        the earliest). Call with the lock held."""
+        if not self.episode.running:
+            return None
+        sc = self.cfg.safety
+        limit = sc.max_image_age_s + sc.camera_loss_grace_s
+        age = self.envelope.image_watchdog.age(now_s)
+        silent = self.episode.elapsed_s(now_s)
+        if -MAX_FUTURE_S <= age < np.inf:
+            silent = min(silent, age)
+        if silent <= limit:
+            return None
+        t = self.cfg.topics
+        topics = " or ".join(repr(x) for x in (t.image, t.compressed_image) if x)
+        detail = (
+            f"camera lost: no fresh image on {topics} for {silent:.1f} s (safety.max_image_age_s "
+            f"{sc.max_image_age_s} s + safety.camera_loss_grace_s {sc.camera_loss_grace_s} s)"
+        )
+        log.warning(detail)
+        return self.episode.fault(detail, now_s)
+
     def _ee_position_now(self, now_s: float) -> np.ndarray | None:
         """The end-effector position if its stamp is fresh (not older than
         ``max_pose_age_s``, not in the future), else None."""
@@ -318,7 +413,7 @@ class Controller:
         it, or outside a running episode: zero (a stop).
         """
         with self._lock:
-            ts = self._record([self.episode.tick(now_s, check_steps=False)])
+            ts = self._record([self.episode.tick(now_s, check_steps=False), self._check_camera_loss(now_s)])
             running = self.episode.running
             if not running or now_s >= self._twist_until_s:
                 twist, horizon = Twist.zero(), 0.0
@@ -341,6 +436,18 @@ class Controller:
             )
             if cmd.stop and not twist.is_zero:
                 log.debug("stop: %s", cmd.reasons)
+            if "ee_pose_unknown" in cmd.reasons:
+                self._warn_throttled(
+                    "pose_unknown",
+                    "no motion: the end-effector pose is unknown (none received on TF / topics.ee_pose, older than "
+                    "safety.max_pose_age_s, or rejected); the workspace box needs it (safety.require_ee_pose)",
+                )
+            elif "workspace_unchecked" in cmd.reasons:
+                self._warn_throttled(
+                    "box_unchecked",
+                    "moving WITHOUT the workspace box: the end-effector pose is unknown and "
+                    "safety.require_ee_pose is false",
+                )
             if ts or (cmd.stop and cmd.reasons):
                 self.last_stop_reasons = cmd.reasons
             return cmd

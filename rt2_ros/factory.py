@@ -77,6 +77,7 @@ def make_policy(cfg: RT2Config, **kwargs: Any) -> Policy:
             "openvla_vocab_size": a.openvla_vocab_size if a.format == "openvla" else None,
             "unnorm_key": a.unnorm_key or None,
             "statistics_path": a.statistics_path or None,
+            "trust_remote_code": p.trust_remote_code,
         }
         args.update(kwargs)
         return TransformersPolicy.from_pretrained(args.pop("model_path", p.model_path), **args)

@@ -6,7 +6,9 @@ in order:
 1. rejection of NaN/inf (-> stop);
 2. the latched emergency stop (-> stop);
 3. the watchdogs: newest image / newest action older than a limit (-> stop);
-4. a required but unknown end-effector pose (-> stop, when configured);
+4. an unknown end-effector pose (-> stop, with ``require_ee_pose``, the default;
+   without it the motion passes with the note ``workspace_unchecked``: the box
+   cannot be applied);
 5. per-axis speed caps, then speed-norm caps (the vector is scaled, never
    re-directed, so the robot moves along the commanded direction or slower);
 6. the workspace box in the planning frame: given the current end-effector
@@ -61,7 +63,11 @@ MAX_FUTURE_S = 0.5
 
 class Watchdog:
     """Expires when the newest event is older than ``limit_s``, never came, or is
-    stamped more than :data:`MAX_FUTURE_S` in the future (its age cannot be known)."""
+    stamped more than :data:`MAX_FUTURE_S` in the future (its age cannot be known).
+
+    An event fed with its arrival time ``now_s`` counts as of the earlier of its stamp
+    and its arrival: its age is the larger of the two, so a sender whose clock runs
+    ahead of the receiver's can never stretch the watchdog."""
 
     def __init__(self, limit_s: float):
         if not limit_s > 0:
@@ -70,13 +76,16 @@ class Watchdog:
         self.last_s: float | None = None
 
     def feed(self, stamp_s: float, now_s: float | None = None) -> None:
-        """Record an event stamped ``stamp_s`` (s); older stamps than the newest are
-        ignored, unless the newest lies in the future of ``now_s`` (time jumped back)."""
+        """Record an event stamped ``stamp_s`` (s) that arrived at ``now_s`` (s, the
+        receiver's clock; None: unknown). It counts as of ``min(stamp_s, now_s)``.
+        Older events than the newest are ignored, unless the newest lies in the future
+        of ``now_s`` (time jumped back)."""
         if not math.isfinite(stamp_s):
             return
+        t = float(stamp_s) if now_s is None or not math.isfinite(now_s) else min(float(stamp_s), float(now_s))
         stale_future = now_s is not None and self.last_s is not None and self.last_s > now_s + MAX_FUTURE_S
-        if self.last_s is None or stamp_s > self.last_s or stale_future:
-            self.last_s = float(stamp_s)
+        if self.last_s is None or t > self.last_s or stale_future:
+            self.last_s = t
 
     def age(self, now_s: float) -> float:
         """Seconds since the newest event (inf if none)."""
@@ -198,8 +207,9 @@ class SafetyEnvelope:
             twist: requested velocity, linear m/s and angular rad/s.
             now_s: current time, s.
             ee_position: ``float64 (3,)`` end-effector position in the planning frame
-                (m), or None when unknown (the box check is then skipped, or a stop
-                when ``require_ee_pose``).
+                (m), or None when unknown: a stop when ``require_ee_pose`` (the
+                default), else the box check is skipped and the command carries the
+                note ``workspace_unchecked``.
             horizon_s: time the command will be held (the rest of the control period), s.
             rotation_planning_from_command: ``(3, 3)`` rotation taking command-frame
                 vectors to the planning frame; None when both frames are the same.
@@ -224,6 +234,8 @@ class SafetyEnvelope:
         if c1 or c2:
             notes.append("speed_cap")
 
+        if self.cfg.workspace_enabled and ee_position is None and not twist.is_zero:
+            notes.append("workspace_unchecked")  # require_ee_pose is off: said loudly by the controller
         if self.cfg.workspace_enabled and ee_position is not None and horizon_s > 0:
             R = rotation_planning_from_command
             lin_p = lin if R is None else R @ lin

@@ -5,6 +5,7 @@ Layers (each folder's conftest imports only what its layer needs):
 * ``unit/`` - the ROS-free, torch-free core: runs in a plain venv with
   ``pip install -e .[test]`` (no rclpy, no torch).
 * ``ml/`` - models: torch + transformers (tiny models built offline).
+* ``remote/`` - remote inference over loopback: websockets + msgpack, no rclpy, no torch.
 * ``ros/`` - the rclpy shell over real DDS.
 * ``e2e/`` - the simulation: PyBullet, the rt2 node and the demo over DDS.
 

@@ -12,18 +12,25 @@ Model families:
 * **PaliGemma / LLaVA-style** (``AutoModelForImageTextToText``), RT-2 format:
   one token per bin ``0..255`` in the vocabulary (number tokens, added tokens, or
   any spelling given as a pattern). Truly batched: left padding, one ``generate``.
-* **OpenVLA** (``openvla/openvla-7b`` layout: ``model_type: openvla`` with its own
-  code in the directory, loaded with ``trust_remote_code`` through the
-  ``AutoModelForVision2Seq`` entry of ``auto_map``). Follows
-  ``OpenVLAForActionPrediction.predict_action`` (openvla
+* **OpenVLA** (``openvla/openvla-7b`` layout: ``model_type: openvla``). Loaded
+  **natively** by default (:mod:`rt2_ros.policies.openvla`: transformers' own
+  DINOv2/SigLIP/Llama modules, no remote code, no timm, truly batched). With
+  ``policy.trust_remote_code: true`` the checkpoint's own code is run instead
+  (through the ``AutoModelForVision2Seq`` entry of ``auto_map``; upstream needs
+  timm >= 0.9.10, < 1.0 and transformers 4.40.1, and batch 1). Either way it
+  follows ``OpenVLAForActionPrediction.predict_action`` (openvla
   ``prismatic/extern/hf/modeling_prismatic.py``): appends the empty token
   ``"▁"`` (id 29871 for Llama-2) to the prompt, generates 7 tokens from the last
   256 ids of the un-padded vocabulary (``text_config.vocab_size -
   pad_to_multiple_of``), decodes them to bin centres and un-normalises them with
-  ``dataset_statistics.json[unnorm_key]``. Upstream generation supports batch 1
-  only, so a batch runs one observation at a time.
+  ``dataset_statistics.json[unnorm_key]``.
 * Any image-text model with ``action.format: openvla`` (the last 256 ids of
   ``action.openvla_vocab_size`` are the action tokens).
+
+At warm-up every model must pass an image-sensitivity check (two different
+synthetic images, one instruction: the first-step logits over the action tokens
+must differ), so a model whose output does not depend on the camera (e.g. OpenVLA's
+remote code on transformers >= 4.50, openvla issue #346) refuses to start.
 
 Imports torch and transformers: import this module only for the local backend
 (:func:`rt2_ros.factory.make_policy` does so lazily).
@@ -44,7 +51,13 @@ import numpy as np
 import torch
 import transformers
 from PIL import Image
-from transformers import AutoModelForImageTextToText, AutoProcessor, GenerationConfig, LogitsProcessorList
+from transformers import (
+    AutoModelForImageTextToText,
+    AutoProcessor,
+    GenerationConfig,
+    LogitsProcessor,
+    LogitsProcessorList,
+)
 
 from rt2_ros.action_tokenizer import (
     ActionCodec,
@@ -82,6 +95,10 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 #: OpenVLA's "empty" token appended after ``Out:`` (Llama-2 ``"▁"``), from
 #: ``predict_action`` in openvla ``modeling_prismatic.py``.
 OPENVLA_EMPTY_TOKEN_ID = 29871
+
+#: Largest first-step logit difference (relative to the logits' scale) between two
+#: different images below which a model counts as ignoring its image.
+IMAGE_SENSITIVITY_RTOL = 1e-6
 
 #: ``auto_map`` entries tried, in order, for checkpoints that ship their own code.
 _REMOTE_CODE_AUTO_CLASSES = ("AutoModelForVision2Seq", "AutoModelForImageTextToText", "AutoModelForCausalLM")
@@ -124,7 +141,9 @@ class TransformersPolicy(Policy):
         action_token_pattern: spelling of the token of integer ``k`` (``"▁{k}"``,
             ``"<act_{k}>"``, ``"<loc{k:04d}>"``...); None tries
             :data:`~rt2_ros.policies.constrained.DEFAULT_ACTION_TOKEN_PATTERNS`.
-        restrict_terminate: field 0 may only be the codec's terminate or continue value.
+        restrict_terminate: field 0 may only be the codec's terminate or continue value
+            (False leaves it unconstrained; any other value then decodes as malformed
+            output, no motion).
         unnorm_key: the statistics key of an OpenVLA codec, reported in :attr:`metadata`.
         openvla_family: the model is OpenVLA's own class (append the empty token,
             batch 1).
@@ -177,6 +196,8 @@ class TransformersPolicy(Policy):
         self.codec = codec
         self.prompt = prompt
         self.openvla_family = bool(openvla_family)
+        # OpenVLA's own (remote) class generates batch 1 only; the native model batches.
+        self._batched = not self.openvla_family or bool(getattr(model, "supports_batching", False))
         self.max_plan_tokens = int(max_plan_tokens)
         self.do_sample = bool(do_sample)
         self.temperature = float(temperature)
@@ -246,7 +267,10 @@ class TransformersPolicy(Policy):
                 "prompt": prompt,
                 "action_token_pattern": self.action_token_pattern,
                 "greedy": not self.do_sample,
-                "batched": not self.openvla_family,
+                "batched": self._batched,
+                "loader": "native-openvla"
+                if getattr(model, "supports_batching", False) and self.openvla_family
+                else ("remote-code" if self.openvla_family else "transformers"),
             },
         )
         if warmup:
@@ -288,9 +312,11 @@ class TransformersPolicy(Policy):
             unnorm_key: dataset key in the statistics; None/"" = the only one.
             statistics_path: ``dataset_statistics.json``; default: the one in
                 ``model_path``, else the model config's ``norm_stats``.
-            trust_remote_code: run model code shipped in the directory. Default:
-                only for ``action_format="openvla"`` checkpoints that need it
-                (OpenVLA's ``modeling_prismatic.py``).
+            trust_remote_code: run model code shipped in the directory
+                (``policy.trust_remote_code``). Default False: OpenVLA checkpoints
+                (``model_type: openvla``, ``action_format="openvla"``) load natively
+                (:mod:`rt2_ros.policies.openvla`); True runs their
+                ``modeling_prismatic.py`` instead (needs timm >= 0.9.10, < 1.0).
             **kwargs: passed to the constructor (``max_plan_tokens``, ``warmup``, ...).
 
         Raises:
@@ -315,10 +341,9 @@ class TransformersPolicy(Policy):
             torch.set_num_threads(int(num_threads))
 
         model_type = raw_cfg.get("model_type")
-        auto_map = raw_cfg.get("auto_map") or {}
         openvla_family = model_type == "openvla"
-        if trust_remote_code is None:
-            trust_remote_code = bool(auto_map) and action_format == "openvla" and not _is_native(model_type)
+        trust_remote_code = bool(trust_remote_code)
+        native_openvla = openvla_family and action_format == "openvla" and not trust_remote_code
 
         codec: ActionCodec = rt2_codec or RT2ActionTokenizer()
         if action_format == "openvla":
@@ -342,13 +367,22 @@ class TransformersPolicy(Policy):
         elif action_format != "rt2":
             raise ModelLoadError(f"action_format must be 'rt2' or 'openvla', got {action_format!r}")
 
-        model = _load_model(path, raw_cfg, DTYPES[dtype], bool(trust_remote_code))
-        try:
-            processor = AutoProcessor.from_pretrained(
-                str(path), local_files_only=True, trust_remote_code=bool(trust_remote_code)
+        if native_openvla:
+            model, processor = _load_native_openvla(path, DTYPES[dtype], torch_device)
+        else:
+            model = _load_model(path, raw_cfg, DTYPES[dtype], trust_remote_code)
+            try:
+                processor = AutoProcessor.from_pretrained(
+                    str(path), local_files_only=True, trust_remote_code=trust_remote_code
+                )
+            except Exception as e:  # noqa: BLE001 - any loader failure is a load error with its message
+                raise ModelLoadError(f"cannot load the processor/tokenizer from {str(path)!r}: {e}") from None
+        if openvla_family and prompt in ("rt2", "cot"):
+            # Checked after loading so that load problems are reported first.
+            raise ModelLoadError(
+                f"OpenVLA checkpoints answer the prompt they were trained with: set policy.prompt: openvla "
+                f"(got {prompt!r}; an RT-2 prompt gives valid-looking but wrong actions)"
             )
-        except Exception as e:  # noqa: BLE001 - any loader failure is a load error with its message
-            raise ModelLoadError(f"cannot load the processor/tokenizer from {str(path)!r}: {e}") from None
         try:
             model = model.to(torch_device).eval()
         except Exception as e:  # noqa: BLE001
@@ -402,14 +436,68 @@ class TransformersPolicy(Policy):
         )
 
     def _warmup(self) -> None:
-        size = _processor_image_size(self.processor)
-        img = np.full((size[0], size[1], 3), 127, dtype=np.uint8)
-        try:
-            results = self._run([Observation(image=img, instruction="pick up the block")])
-        except Exception as e:  # noqa: BLE001 - report any failure as a load error
-            raise ModelLoadError(f"warm-up inference failed: {type(e).__name__}: {e}") from e
-        if results[0].action is None:
-            raise ModelLoadError(f"warm-up inference produced no valid action: {results[0].error}")
+        """One inference on each of two different synthetic images (mid grey, seeded noise)
+        with one instruction: both must give valid actions, and the first-step logits over
+        the action tokens must differ (:meth:`_check_image_sensitivity`).
+
+        Raises:
+            ModelLoadError: a failed inference, no valid action, or an image-blind model.
+        """
+        h, w = _processor_image_size(self.processor)
+        images = (
+            np.full((h, w, 3), 127, dtype=np.uint8),
+            np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8),
+        )
+        firsts = []
+        for img in images:
+            rec = _FirstStepScores()
+            try:
+                results = self._run([Observation(image=img, instruction="pick up the block")], extra_processors=[rec])
+            except Exception as e:  # noqa: BLE001 - report any failure as a load error
+                raise ModelLoadError(f"warm-up inference failed: {type(e).__name__}: {e}") from e
+            if results[0].action is None:
+                raise ModelLoadError(f"warm-up inference produced no valid action: {results[0].error}")
+            firsts.append(rec.scores)
+        self._check_image_sensitivity(firsts[0], firsts[1])
+
+    def _check_image_sensitivity(self, a: torch.Tensor | None, b: torch.Tensor | None) -> None:
+        """Refuse a model whose first-step logits over the action tokens are the same for two
+        different images: its actions would not depend on what the camera sees.
+
+        Args:
+            a, b: ``float32 (1, vocab)`` raw first-step scores for the two images.
+
+        Raises:
+            ModelLoadError: the logits do not differ (or are not finite); the message names
+                the transformers version and, for OpenVLA's remote code, the known cause.
+        """
+        if a is None or b is None:
+            raise ModelLoadError("warm-up inference produced no first-step logits")
+        ids = sorted({i for allowed in self._allowed for i in allowed})
+        la, lb = a[0, ids].float(), b[0, ids].float()
+        diff = float((la - lb).abs().max())
+        scale = max(1.0, float(la.abs().max()), float(lb.abs().max()))
+        if not math.isfinite(diff) or not math.isfinite(scale):
+            raise ModelLoadError("warm-up inference gave non-finite logits over the action tokens")
+        self.metadata.extra["image_sensitivity_max_logit_diff"] = diff
+        if diff > IMAGE_SENSITIVITY_RTOL * scale:
+            return
+        msg = (
+            "the model's output does not depend on the image: two different synthetic images with one "
+            f"instruction gave the same first-step logits over the {len(ids)} action tokens (max difference "
+            f"{diff:.3g}) with transformers {transformers.__version__}; refusing to start, because every camera "
+            "image would give the same action."
+        )
+        if self.openvla_family and not self._batched:
+            msg += (
+                " Known cause: OpenVLA's own code (modeling_prismatic.py, prepare_inputs_for_generation) drops "
+                "the image on the first generation step on transformers >= 4.50 (openvla/openvla issue #346, "
+                "fix in PR #348). Load the checkpoint natively (policy.trust_remote_code: false) or run its code "
+                "under transformers 4.40.1."
+            )
+        elif self.openvla_family:
+            msg += " Check the checkpoint's vision tower and projector weights (all zero or constant?)."
+        raise ModelLoadError(msg)
 
     # -- inference --------------------------------------------------------------------
 
@@ -440,7 +528,7 @@ class TransformersPolicy(Policy):
                 raise ValueError(f"observation {i}: {e}") from None
         if not obs:
             return []
-        step = 1 if self.openvla_family else self.max_batch_size
+        step = self.max_batch_size if self._batched else 1
         out: list[PolicyResult] = []
         for s in range(0, len(obs), step):
             try:
@@ -486,7 +574,7 @@ class TransformersPolicy(Policy):
             inputs["attention_mask"] = torch.cat([am, torch.ones_like(am[:, :1])], dim=1)
         return inputs
 
-    def _run(self, obs: Sequence[Observation]) -> list[PolicyResult]:
+    def _run(self, obs: Sequence[Observation], extra_processors: Sequence[Any] = ()) -> list[PolicyResult]:
         with self._lock, torch.inference_mode():
             t0 = _now()
             inputs, prompt_len = self._prepare(obs)
@@ -505,7 +593,7 @@ class TransformersPolicy(Policy):
                 use_cache=True,
             )
             seqs = self.model.generate(
-                **inputs, generation_config=gen_cfg, logits_processor=LogitsProcessorList([proc])
+                **inputs, generation_config=gen_cfg, logits_processor=LogitsProcessorList([*extra_processors, proc])
             )
             _sync(self.device)
             t2 = _now()
@@ -598,7 +686,8 @@ def _load_model(path: Path, raw_cfg: dict, dtype: torch.dtype, trust_remote_code
         if not trust_remote_code:
             raise ModelLoadError(
                 f"{path} needs its own model code ({sorted(auto_map)}); loading it runs that code. "
-                "Use action.format 'openvla' for OpenVLA checkpoints or pass trust_remote_code=True"
+                "Use action.format 'openvla' for OpenVLA checkpoints (loaded natively) or set "
+                "policy.trust_remote_code: true"
             )
         for key in _REMOTE_CODE_AUTO_CLASSES:
             if key in auto_map:
@@ -609,11 +698,50 @@ def _load_model(path: Path, raw_cfg: dict, dtype: torch.dtype, trust_remote_code
                 from transformers.dynamic_module_utils import get_class_from_dynamic_module
 
                 model_cls = get_class_from_dynamic_module(auto_map[key], str(path), local_files_only=True)
+                # ...and give it generate(), as the auto classes do for remote code (transformers 5's
+                # PreTrainedModel no longer inherits GenerationMixin).
+                model_cls = _with_generation_mixin(model_cls)
                 return model_cls.from_pretrained(str(path), **kw)
         raise ModelLoadError(f"{path}/config.json auto_map has none of {_REMOTE_CODE_AUTO_CLASSES}")
     except ModelLoadError:
         raise
     except Exception as e:  # noqa: BLE001 - surface the loader's own message
+        raise ModelLoadError(f"cannot load the model from {str(path)!r}: {type(e).__name__}: {e}") from None
+
+
+class _FirstStepScores(LogitsProcessor):
+    """Keeps the raw scores of the first generation step (put it before the action constraint)."""
+
+    def __init__(self) -> None:
+        self.scores: torch.Tensor | None = None
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if self.scores is None:
+            self.scores = scores.detach().float().cpu().clone()
+        return scores
+
+
+def _with_generation_mixin(model_cls: type) -> type:
+    """``model_cls`` with ``GenerationMixin`` among its bases (unchanged if already there)."""
+    from transformers import GenerationMixin
+
+    if issubclass(model_cls, GenerationMixin):
+        return model_cls
+    return type(model_cls.__name__, (model_cls, GenerationMixin), {"__module__": model_cls.__module__})
+
+
+def _load_native_openvla(path: Path, dtype: torch.dtype, device: torch.device) -> tuple[Any, Any]:
+    """OpenVLA without remote code (:func:`rt2_ros.policies.openvla.modeling.load_openvla_native`)."""
+    from rt2_ros.policies.openvla.modeling import OpenVLALoadError, load_openvla_native
+
+    try:
+        return load_openvla_native(path, dtype=dtype, device=device)
+    except OpenVLALoadError as e:
+        raise ModelLoadError(
+            f"cannot load the model from {str(path)!r} natively: {e}. (To run the checkpoint's own code instead, "
+            "set policy.trust_remote_code: true; it needs timm>=0.9.10,<1.0 and transformers 4.40.1.)"
+        ) from None
+    except Exception as e:  # noqa: BLE001 - e.g. out of memory: a load error with its message
         raise ModelLoadError(f"cannot load the model from {str(path)!r}: {type(e).__name__}: {e}") from None
 
 

@@ -8,9 +8,11 @@ deadline is the simplest correct thing there (no private event loop to manage).
 Safety rules (a server fault can never leave the robot moving):
 
 * every call has one deadline, ``timeout_s``, covering connect, send and reply; a
-  reply that is late, an error frame, a lost connection or a refused handshake
-  raise :class:`~rt2_ros.policies.base.PolicyError`, which the controller turns into
-  "no action" (zero twist). Nothing is cached, so an old action is never replayed;
+  reply that is late, a send that cannot finish (a server that stopped reading: the
+  connection is then aborted), an error frame, a lost connection or a refused
+  handshake raise :class:`~rt2_ros.policies.base.PolicyError`, which the controller
+  turns into "no action" (zero twist). :meth:`RemotePolicy.close` returns within
+  :data:`CLOSE_TIMEOUT_S` whatever the server does. Nothing is cached, so an old action is never replayed;
   a late reply that arrives during a later call is recognised by its request id
   and dropped.
 * reconnects use exponential backoff with jitter (``backoff_initial_s`` doubling up
@@ -40,6 +42,7 @@ import json
 import logging
 import math
 import random
+import socket
 import ssl as ssl_module
 import threading
 import time
@@ -69,6 +72,35 @@ log = logging.getLogger("rt2_ros.remote")
 #: (a server that answers nothing in time may be wedged; a new connection may
 #: reach a healthy replica behind a load balancer).
 RECONNECT_AFTER_TIMEOUTS = 3
+
+#: :meth:`RemotePolicy.close` returns within about this long, whatever the server does:
+#: a polite close when it answers, else the connection is aborted [s].
+CLOSE_TIMEOUT_S = 1.0
+
+
+def _abort(ws) -> None:
+    """End a connection at once, without taking any of its locks.
+
+    ``shutdown`` wakes a thread blocked in ``send`` on a server that stopped reading
+    (closing the descriptor alone does not, on Linux); the library's own
+    ``close_socket`` takes the connection's lock, which that blocked send holds, so it
+    runs in a daemon thread that finishes once the send has failed.
+    """
+    sock = getattr(ws, "socket", None)
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:  # already closed or never connected
+            pass
+    closer = ws.close_socket if hasattr(ws, "close_socket") else ws.close
+    threading.Thread(target=_quietly, args=(closer,), name="rt2-remote-abort", daemon=True).start()
+
+
+def _quietly(fn) -> None:
+    try:
+        fn()
+    except Exception:  # noqa: BLE001 - already broken
+        pass
 
 
 @functools.lru_cache(maxsize=1)
@@ -201,10 +233,7 @@ class RemotePolicy(Policy):
     def _drop_connection(self) -> None:
         ws, self._ws = self._ws, None
         if ws is not None:
-            try:
-                ws.close_socket() if hasattr(ws, "close_socket") else ws.close()
-            except Exception:  # noqa: BLE001 - already broken
-                pass
+            _abort(ws)
         self.metadata = PolicyMetadata(
             **{**self.metadata.to_dict(), "extra": {**self.metadata.extra, "connected": False}}
         )
@@ -397,6 +426,10 @@ class RemotePolicy(Policy):
         with self._lock:
             t_start = time.monotonic()
             deadline = t_start + self.timeout_s
+            if self._ws is not None and not self._is_open(self._ws):
+                # The server closed it between steps (e.g. its idle timeout): reconnect now, no backoff.
+                log.info("remote policy: %s closed the connection; reconnecting", self.server_url)
+                self._drop_connection()
             if self._ws is None:
                 self._connect(deadline)
             for obs in observations:
@@ -416,8 +449,14 @@ class RemotePolicy(Policy):
                         }
                     )
                     sent_at[rid] = time.perf_counter()
-                    self._ws.send(data)
+                    self._send(data, deadline)
                     ids.append(rid)
+            except TimeoutError:
+                raise self._fail(
+                    f"sending to {self.server_url} did not finish within {self.timeout_s:.3f} s "
+                    "(the server is not reading); connection aborted",
+                    reconnect=True,
+                ) from None
             except ConnectionClosed as e:
                 raise self._fail(f"connection to {self.server_url} lost ({e})", reconnect=True) from None
             except Exception as e:  # noqa: BLE001
@@ -454,6 +493,43 @@ class RemotePolicy(Policy):
             self._timeouts_in_row = 0
             self._last_error = ""
             return [self._to_result(*replies[rid]) for rid in ids]
+
+    @staticmethod
+    def _is_open(ws) -> bool:
+        from websockets.protocol import State
+
+        return getattr(ws, "state", State.OPEN) is State.OPEN
+
+    def _send(self, data: bytes, deadline: float) -> None:
+        """Send one frame by ``deadline`` (monotonic s). The library's send blocks while
+        the server does not read; it runs in a helper thread, and when the deadline
+        passes the connection is aborted (:func:`_abort`), which also ends that thread.
+
+        Raises:
+            TimeoutError: not sent in time (the connection is aborted).
+            ConnectionClosed / OSError: the send failed.
+        """
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError
+        ws = self._ws
+        box: dict[str, BaseException] = {}
+
+        def run() -> None:
+            try:
+                ws.send(data)
+            except BaseException as e:  # noqa: BLE001 - handed to the caller
+                box["error"] = e
+
+        t = threading.Thread(target=run, name="rt2-remote-send", daemon=True)
+        t.start()
+        t.join(remaining)
+        if t.is_alive():
+            self._ws = None
+            _abort(ws)
+            raise TimeoutError
+        if "error" in box:
+            raise box["error"]
 
     def _to_result(self, frame: dict, rtt_ms: float) -> PolicyResult:
         """Decode the reply with this client's codec and add the latency split."""
@@ -505,10 +581,21 @@ class RemotePolicy(Policy):
             )
 
     def close(self) -> None:
-        with self._lock:
+        """Close the connection; returns within about :data:`CLOSE_TIMEOUT_S` whatever
+        the server does (a step blocked on the network is not waited for: the
+        connection is aborted under it, and that step fails as "no action")."""
+        got = self._lock.acquire(timeout=0.1)
+        try:
             ws, self._ws = self._ws, None
-            if ws is not None:
-                try:
-                    ws.close()
-                except Exception:  # noqa: BLE001
-                    pass
+        finally:
+            if got:
+                self._lock.release()
+        if ws is None:
+            return
+        if got:  # no step in flight: a polite close (closing handshake), bounded
+            t = threading.Thread(target=_quietly, args=(ws.close,), name="rt2-remote-close", daemon=True)
+            t.start()
+            t.join(CLOSE_TIMEOUT_S)
+            if not t.is_alive():
+                return
+        _abort(ws)

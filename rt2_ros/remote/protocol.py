@@ -59,6 +59,10 @@ PROTOCOL_VERSION = 1
 _ALLOWED_DTYPE_KINDS = frozenset("biuf")
 _MAX_NDIM = 8
 _ND_KEY = "__ndarray__"
+#: Most entries of any map / array in a request frame (an ``infer`` frame has 4 keys,
+#: an array 4 keys and a shape of at most ``_MAX_NDIM``): msgpack refuses a larger
+#: header at once, so a frame of a million tiny keys costs nothing to reject.
+MAX_REQUEST_CONTAINER_LEN = 16
 
 
 class ProtocolError(ValueError):
@@ -100,6 +104,21 @@ class Limits:
             "max_request_bytes": self.max_request_bytes,
             "max_image_side": self.max_image_side,
             "max_instruction_chars": self.max_instruction_chars,
+        }
+
+    def unpack_limits(self) -> dict[str, int]:
+        """``msgpack.unpackb`` limits for a request frame: maps and arrays of at most
+        :data:`MAX_REQUEST_CONTAINER_LEN` entries, strings of at most 64 bytes per
+        allowed instruction character plus 1 KiB (so a somewhat long instruction still
+        gets its precise ``bad_request`` reply, a multi-megabyte one is refused at its
+        header), binaries up to the frame size, no extension types. Nesting is bounded
+        by msgpack's own 1024-level stack."""
+        return {
+            "max_map_len": MAX_REQUEST_CONTAINER_LEN,
+            "max_array_len": MAX_REQUEST_CONTAINER_LEN,
+            "max_str_len": 64 * self.max_instruction_chars + 1024,
+            "max_bin_len": self.max_request_bytes,
+            "max_ext_len": 0,
         }
 
 
@@ -160,17 +179,25 @@ def packb(obj: Any) -> bytes:
     return msgpack.packb(obj, default=_default, use_bin_type=True)
 
 
-def unpackb(data: bytes) -> Any:
+def unpackb(data: bytes, limits: Limits | None = None) -> Any:
     """Parse one frame; arrays come back as read-only numpy views on the frame bytes.
 
+    Args:
+        data: the frame.
+        limits: the server's request limits: containers, strings and binaries are
+            then bounded by :meth:`Limits.unpack_limits` (a frame beyond them is
+            refused as soon as msgpack reads the offending header). None: msgpack's
+            defaults (bounded by the frame size; the client reading its server).
+
     Raises:
-        ProtocolError: ``bad_frame`` for anything that is not valid msgpack or holds
-            a malformed array.
+        ProtocolError: ``bad_frame`` for anything that is not valid msgpack, holds
+            a malformed array, or exceeds ``limits``.
     """
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise ProtocolError("bad_frame", f"expected a binary msgpack frame, got {type(data).__name__}")
+    bounds = limits.unpack_limits() if limits is not None else {}
     try:
-        return msgpack.unpackb(data, object_hook=_object_hook, raw=False, strict_map_key=True)
+        return msgpack.unpackb(data, object_hook=_object_hook, raw=False, strict_map_key=True, **bounds)
     except ProtocolError:
         raise
     except Exception as e:  # noqa: BLE001 - msgpack raises several types (ExtraData, FormatError, StackError, ValueError, ...)

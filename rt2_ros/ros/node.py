@@ -22,9 +22,8 @@ Threads (``MultiThreadedExecutor``, see :func:`main`):
   MoveIt Servo status, and the services ``/rt2/stop`` (Trigger), ``/rt2/e_stop``
   (SetBool), ``/rt2/reset`` (Trigger).
 
-Outputs besides twists: ``rt2_ros/RT2Action`` per control step, ``rt2_ros/EpisodeStatus``
-per episode transition, the gripper command (:mod:`~rt2_ros.ros.gripper`),
-``visualization_msgs/MarkerArray`` and an annotated camera image (:mod:`~rt2_ros.ros.markers`).
+Outputs besides twists: ``rt2_ros/RT2Action`` per step, ``rt2_ros/EpisodeStatus`` per episode
+transition, the gripper command (:mod:`~rt2_ros.ros.gripper`), markers and an annotated image.
 Parameters: every leaf of :class:`rt2_ros.config.RT2Config`, typed, ranged, described,
 read-only (validated once at start-up; :mod:`rt2_ros.ros.params`).
 
@@ -48,7 +47,7 @@ from rclpy.qos import QoSProfile
 from std_msgs.msg import String
 from std_srvs.srv import SetBool, Trigger
 
-from rt2_ros.config import ConfigError
+from rt2_ros.config import ConfigError, with_model_settings
 from rt2_ros.controller import Controller, StepOutcome
 from rt2_ros.episode import EpisodeState
 from rt2_ros.motion import Twist
@@ -111,7 +110,8 @@ class Rt2Node(Node):
 
     def _setup(self, policy: Policy | None, start_worker: bool) -> None:
         self._msgs = import_rt2_msgs()
-        self.cfg = cfg = declare_config_parameters(self)
+        cfg, from_model = with_model_settings(declare_config_parameters(self))
+        self.cfg = cfg
         refuse_parameter_changes(self, "rt2_node")
         self.log = self.get_logger()
         self.input_log = InputLog(self.log, period_s=1.0)
@@ -119,6 +119,7 @@ class Rt2Node(Node):
         self.log.info(
             f"rt2_node: control {1 / cfg.control.period_s:.1f} Hz, servo {cfg.control.servo_rate_hz:.0f} Hz, "
             f"twists on {cfg.topics.twist} in {cfg.frames.command_frame}"
+            + (f"; the model's codec settings (rt2_ros_policy.yaml): {', '.join(from_model)}" if from_model else "")
         )
         self._owns_policy = policy is None
         if policy is None:
@@ -291,7 +292,7 @@ class Rt2Node(Node):
         try:
             self.controller.on_instruction(text, self.now_s())
         except ValueError as e:
-            self._reject("instruction", f"instruction {text[:60]!r}", str(e), throttle=False)
+            self._reject("instruction", f"instruction {text[:60]!r}", str(e))  # throttled: spam must not flood
         self._handle_transitions()
 
     def _on_servo_halt(self, detail: str) -> None:

@@ -101,12 +101,15 @@ def _bounds(info) -> tuple[float | None, float | None, str]:
 
 def _descriptor(name: str, info, ptype: int, constraint: str) -> tuple[ParameterDescriptor, str]:
     lo, hi, range_text = _bounds(info)
+    # Constraints a validator enforces (not expressible as a type or range) are stated in
+    # the field's json_schema_extra["constraints"].
+    extra = info.json_schema_extra.get("constraints", "") if isinstance(info.json_schema_extra, dict) else ""
     desc = ParameterDescriptor(
         name=name,
         type=ptype,
         description=info.description or "",
         read_only=True,
-        additional_constraints="; ".join(t for t in (constraint, range_text) if t),
+        additional_constraints="; ".join(t for t in (constraint, extra, range_text) if t),
     )
     if ptype == ParameterType.PARAMETER_DOUBLE and (lo is not None or hi is not None):
         desc.floating_point_range = [

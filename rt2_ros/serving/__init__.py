@@ -1,1 +1,1 @@
-"""GPU side of remote inference (``rt2-ros serve``): settings, dynamic batching, the service, the websocket server, the Ray Serve app, the CLI."""
+"""GPU side: ``rt2-ros serve`` (settings, dynamic batching, service, websocket server, Ray Serve app, CLI) and ``rt2-ros predict``."""

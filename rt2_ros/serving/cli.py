@@ -66,6 +66,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-clients", type=int, default=64, help="most concurrent connections; more get HTTP 503")
     p.add_argument("--max-request-mb", type=float, default=8.0, help="largest request frame, MiB (default 8)")
     p.add_argument("--max-image-side", type=int, default=2048, help="largest image height/width, px")
+    p.add_argument(
+        "--idle-timeout-s",
+        type=float,
+        default=60.0,
+        help="close a connection that sends no request for this long, s (frees its client slot; default 60)",
+    )
     p.add_argument("--tls-cert", default=None, metavar="PEM", help="TLS certificate chain (serves wss://)")
     p.add_argument("--tls-key", default=None, metavar="PEM", help="TLS private key (default: in --tls-cert)")
     p.add_argument("--no-warmup", action="store_true", help="skip the warm-up inference before listening")
@@ -119,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
             limits=limits,
             max_clients=settings.max_clients,
             ssl=ssl_ctx,
+            idle_timeout_s=settings.idle_timeout_s,
         )
     except Exception as e:  # noqa: BLE001 - any start-up failure: message, exit 1
         print(f"error: {type(e).__name__}: {e}", file=sys.stderr)

@@ -36,6 +36,7 @@ imports ray only inside its functions.
 
 # No ``from __future__ import annotations`` here: FastAPI reads the handlers' type
 # annotations (``websocket: WebSocket``) at runtime, and WebSocket is imported locally.
+import asyncio
 import logging
 import os
 import signal
@@ -90,6 +91,7 @@ def make_deployment(settings: ServeSettings, *, num_replicas: int = 2, num_gpus:
             except Exception:  # noqa: BLE001 - older/newer Ray: any stable name will do
                 replica = str(os.getpid())
             self.max_request_bytes = s.max_request_bytes
+            self.idle_timeout_s = s.idle_timeout_s
             self.service = InferenceService(
                 build_policy(s),
                 api_key=read_api_key(s.api_key_env, s.api_key_file),
@@ -125,7 +127,12 @@ def make_deployment(settings: ServeSettings, *, num_replicas: int = 2, num_gpus:
             try:
                 await websocket.send_bytes(self.service.metadata_bytes)
                 while True:
-                    msg = await websocket.receive()
+                    try:
+                        msg = await asyncio.wait_for(websocket.receive(), self.idle_timeout_s)
+                    except TimeoutError:  # idle clients must not hold every slot
+                        log.warning("client %s idle for %.0f s: closing", websocket.client, self.idle_timeout_s)
+                        await websocket.close(code=1000)
+                        break
                     if msg["type"] == "websocket.disconnect":
                         break
                     data = msg.get("bytes")

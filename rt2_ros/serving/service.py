@@ -10,6 +10,7 @@ the same protocol (:mod:`rt2_ros.remote.protocol`) with the same checks.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import time
 from typing import Any, Mapping
@@ -139,13 +140,12 @@ class InferenceService:
         if not self.batcher.running:
             self.batcher.start()
         try:
-            if isinstance(message, str):
-                raise ProtocolError("bad_frame", "text frames are not accepted; send binary msgpack frames")
-            frame = unpackb(message)
-            if isinstance(frame, dict) and isinstance(frame.get("id"), int) and not isinstance(frame.get("id"), bool):
-                rid = frame["id"]
-            rid, obs = parse_infer_request(frame, self.limits)
+            # Parsing runs in a worker thread (bounded by the unpack limits): a client
+            # sending frames that are slow to parse cannot stall the event loop, which
+            # serves every other robot.
+            rid, obs = await asyncio.to_thread(self.parse_request, message)
         except ProtocolError as e:
+            rid = getattr(e, "rid", None)
             return packb(error_frame(rid, e.code, str(e))), f"bad request ({e.code}): {e}"
         try:
             result, batch_size = await self.batcher.submit(obs)
@@ -157,6 +157,26 @@ class InferenceService:
             return packb(error_frame(rid, "policy_failed", f"{type(e).__name__}: {e}")), None
         server_ms = (time.perf_counter() - t0) * 1e3
         return packb(result_frame(rid, result, server_ms, batch_size)), None
+
+    def parse_request(self, message: bytes | str):
+        """Unpack (with :meth:`~rt2_ros.remote.protocol.Limits.unpack_limits`) and
+        validate one request frame into ``(id, Observation)``. Thread-safe.
+
+        Raises:
+            ProtocolError: a bad frame; its ``rid`` attribute is the request id when
+                the frame had one (for the error reply).
+        """
+        rid = None
+        try:
+            if isinstance(message, str):
+                raise ProtocolError("bad_frame", "text frames are not accepted; send binary msgpack frames")
+            frame = unpackb(message, self.limits)
+            if isinstance(frame, dict) and isinstance(frame.get("id"), int) and not isinstance(frame.get("id"), bool):
+                rid = frame["id"]
+            return parse_infer_request(frame, self.limits)
+        except ProtocolError as e:
+            e.rid = rid
+            raise
 
     async def close(self) -> None:
         await self.batcher.stop()

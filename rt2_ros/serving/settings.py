@@ -46,6 +46,9 @@ class ServeSettings(BaseModel):
     max_clients: int = Field(64, ge=1, description="most concurrent connections; more get HTTP 503")
     max_request_mb: float = Field(8.0, gt=0.0, description="largest request frame [MiB]")
     max_image_side: int = Field(2048, ge=1, description="largest image height/width [px]")
+    idle_timeout_s: float = Field(
+        60.0, gt=0.0, description="close a connection that sends no request for this long (frees its slot) [s]"
+    )
     tls_cert: str | None = Field(None, description="TLS certificate chain (serves wss://)")
     tls_key: str | None = Field(None, description="TLS private key (default: in tls_cert)")
     no_warmup: bool = Field(False, description="skip the warm-up inference before listening")
@@ -115,7 +118,7 @@ def build_policy(settings: ServeSettings):
     Raises:
         ValueError / ConfigError: bad config or settings; PolicyError: the model does not load.
     """
-    from rt2_ros.config import load_config
+    from rt2_ros.config import MODEL_SETTINGS_FILE, load_config, with_model_settings
     from rt2_ros.factory import make_policy
 
     overrides: dict[str, Any] = {"policy.backend": "local" if settings.model else settings.policy}
@@ -125,4 +128,7 @@ def build_policy(settings: ServeSettings):
         overrides["policy.device"] = settings.device
     if settings.dtype:
         overrides["policy.dtype"] = settings.dtype
-    return make_policy(load_config(settings.config, overrides))
+    cfg, from_model = with_model_settings(load_config(settings.config, overrides))
+    if from_model:
+        log.info("from the model's %s: %s", MODEL_SETTINGS_FILE, ", ".join(from_model))
+    return make_policy(cfg)

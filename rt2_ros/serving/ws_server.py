@@ -22,7 +22,12 @@ Behaviour:
   share model calls through :class:`~rt2_ros.serving.batching.DynamicBatcher`;
 * a malformed request gets an ``error`` frame and the connection stays open; a
   frame over the size limit closes only that connection (code 1009); a model
-  failure gets an ``error`` frame (the client then commands no motion).
+  failure gets an ``error`` frame (the client then commands no motion);
+* frames are unpacked with limits (map/array entries, string and binary lengths)
+  in a worker thread, and the model runs in the batcher's thread: one client's
+  pathological frames cannot stall the event loop that serves the others;
+* a connection that sends no request for ``idle_timeout_s`` is closed (code 1000,
+  reason "idle timeout"), so idle clients cannot hold every slot of ``max_clients``.
 
 Request handling itself is :class:`~rt2_ros.serving.service.InferenceService`,
 shared with the Ray Serve deployment (:mod:`rt2_ros.serving.ray_app`).
@@ -79,6 +84,7 @@ class PolicyServer:
         ssl: server TLS context (:func:`make_ssl_context`), or None for plain ``ws://``.
         ping_interval_s: keepalive ping interval, s (a dead peer is dropped after
             about twice this).
+        idle_timeout_s: a connection that sends no request for this long is closed, s.
     """
 
     def __init__(
@@ -95,6 +101,7 @@ class PolicyServer:
         max_clients: int = 64,
         ssl: ssl_module.SSLContext | None = None,
         ping_interval_s: float = 10.0,
+        idle_timeout_s: float = 60.0,
     ):
         self.service = InferenceService(
             policy,
@@ -110,6 +117,9 @@ class PolicyServer:
         self.max_clients = int(max_clients)
         self.ssl = ssl
         self.ping_interval_s = float(ping_interval_s)
+        if not idle_timeout_s > 0:
+            raise ValueError(f"idle_timeout_s must be > 0, got {idle_timeout_s}")
+        self.idle_timeout_s = float(idle_timeout_s)
         self._server = None
 
     @property
@@ -206,7 +216,13 @@ class PolicyServer:
         log.info("client %s connected (%d now)", peer, self.service.clients)
         try:
             await ws.send(self.service.metadata_bytes)
-            async for message in ws:  # one request at a time per connection (the batcher relies on it)
+            while True:  # one request at a time per connection (the batcher relies on it)
+                try:
+                    message = await asyncio.wait_for(ws.recv(), self.idle_timeout_s)
+                except TimeoutError:
+                    log.warning("client %s sent nothing for %.0f s: closing (idle timeout)", peer, self.idle_timeout_s)
+                    await ws.close(1000, "idle timeout")
+                    break
                 reply, problem = await self.service.answer(message)
                 if problem:
                     log.warning("client %s: %s", peer, problem)

@@ -1,4 +1,4 @@
-"""Offline test models: ``rt2-ros make-test-model DIR [--size tiny|small]``.
+"""Offline test models: ``rt2-ros make-test-model DIR [--size tiny|small] [--format paligemma|openvla]``.
 
 Builds a **PaliGemma-architecture** model (SigLIP vision tower + Gemma decoder,
 ``PaliGemmaForConditionalGeneration``) from configs with **random weights**, and a
@@ -16,6 +16,15 @@ Sizes (224 x 224 input):
   Tests and the demo use it.
 * ``small``: ~60 M parameters, 196 image tokens (about RT-2-on-a-laptop scale
   for timing, not for quality).
+
+``--format openvla`` writes instead a tiny random-weight checkpoint in the
+``openvla/openvla-7b`` layout (:func:`build_openvla`): ``config.json`` with
+``model_type: openvla``, upstream parameter names in ``model.safetensors``, toy
+DINOv2-with-registers + SigLIP towers (described in the directory's
+``openvla_towers.json``), a Llama decoder, ``norm_stats`` and
+``dataset_statistics.json``. It loads through the native OpenVLA path
+(:mod:`rt2_ros.policies.openvla`) in the node and in ``rt2-ros serve`` with
+``policy_overrides(dir, "openvla")``.
 
 Also here: :func:`policy_overrides` (config overrides that run a test model)
 and :func:`build_llava_model` (a LLaVA-architecture model with a Llama decoder,
@@ -44,6 +53,8 @@ __all__ = [
     "build_tokenizer",
     "build_paligemma",
     "build_llava_model",
+    "build_openvla",
+    "OPENVLA_TEST_DIMS",
     "OPENVLA_7B_LLAVA_DIMS",
     "example_statistics",
     "add_arguments",
@@ -101,6 +112,22 @@ OPENVLA_7B_LLAVA_DIMS: dict[str, dict[str, int]] = {
         num_attention_heads=32,
         num_key_value_heads=32,
         vocab_size=32064,
+    ),
+}
+
+#: The ``--format openvla`` test model: toy towers of the openvla-7b families (timm-style
+#: specs, see rt2_ros.policies.openvla.towers) and a Llama decoder; ~0.2 M parameters.
+OPENVLA_TEST_DIMS: dict[str, Any] = {
+    "towers": {
+        "vit_rt2_ros_test_patch14_reg4_dinov2": dict(
+            family="dinov2_reg", embed_dim=32, depth=2, num_heads=2, mlp_ratio=4.0, reg_tokens=4
+        ),
+        "vit_rt2_ros_test_patch14_siglip_224": dict(
+            family="siglip", embed_dim=48, depth=2, num_heads=3, mlp_ratio=3.7362, global_pool="map"
+        ),
+    },
+    "text": dict(
+        hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4
     ),
 }
 
@@ -378,6 +405,94 @@ def build_llava_model(
     return model, processor
 
 
+def build_openvla(seed: int = 0) -> tuple[Any, Any]:
+    """A random-weight OpenVLA-layout model (native modules) and its processor, in memory.
+
+    The vocabulary is the test tokenizer's ``N`` pieces (plus a BOS post-processor, as
+    Llama's) padded by ``pad_to_multiple_of = 64`` rows, so the action ids are the last
+    256 of ``N`` as in openvla-7b (``text_config.vocab_size - 64``).
+
+    Returns:
+        ``(OpenVLANativeModel, OpenVLAProcessor)``.
+    """
+    import torch
+    from tokenizers import processors
+
+    from rt2_ros.policies.openvla.config import OpenVLACheckpointConfig
+    from rt2_ros.policies.openvla.modeling import OpenVLANativeModel
+    from rt2_ros.policies.openvla.processing import OpenVLAImageProcessor, OpenVLAProcessor
+    from rt2_ros.policies.openvla.towers import TowerSpec
+
+    tokenizer = build_tokenizer(seed)
+    bos = tokenizer.bos_token_id
+    tokenizer._tokenizer.post_processor = processors.TemplateProcessing(
+        single="<bos> $A", special_tokens=[("<bos>", bos)]
+    )
+    n = len(tokenizer)
+    tower_ids = list(OPENVLA_TEST_DIMS["towers"])
+    specs = tuple(TowerSpec.from_dict(OPENVLA_TEST_DIMS["towers"][t]) for t in tower_ids)
+    raw = {
+        "model_type": "openvla",
+        "architectures": ["OpenVLAForActionPrediction"],
+        "arch_specifier": "no-align+fused-gelu-mlp",
+        "vision_backbone_id": "dinosiglip-vit-so-224px",
+        "llm_backbone_id": "llama2-7b-pure",
+        "use_fused_vision_backbone": True,
+        "timm_model_ids": tower_ids,
+        "timm_override_act_layers": [None, None],
+        "image_sizes": [_IMAGE_SIZE, _IMAGE_SIZE],
+        "image_resize_strategy": "resize-naive",
+        "n_action_bins": 256,
+        "pad_to_multiple_of": 64,
+        "pad_token_id": tokenizer.pad_token_id,
+        "text_config": {
+            "model_type": "llama",
+            "vocab_size": n + 64,
+            "pad_token_id": tokenizer.pad_token_id,
+            "bos_token_id": bos,
+            "eos_token_id": tokenizer.eos_token_id,
+            "max_position_embeddings": 1024,
+            "initializer_range": _TEXT_INIT_RANGE,
+            **OPENVLA_TEST_DIMS["text"],
+        },
+        "norm_stats": example_statistics(),
+    }
+    cfg = OpenVLACheckpointConfig.from_dict(raw)
+    torch.manual_seed(seed)
+    model = OpenVLANativeModel(cfg, specs).eval()
+    image_processor = OpenVLAImageProcessor(
+        "resize-naive",
+        resize_sizes=[(_IMAGE_SIZE, _IMAGE_SIZE)] * 2,
+        crop_sizes=[(_IMAGE_SIZE, _IMAGE_SIZE)] * 2,
+        resamples=[3, 3],  # bicubic
+        means=[(0.485, 0.456, 0.406), (0.5, 0.5, 0.5)],
+        stds=[(0.229, 0.224, 0.225), (0.5, 0.5, 0.5)],
+    )
+    return model, OpenVLAProcessor(tokenizer, image_processor)
+
+
+def _make_openvla_test_model(out: Path, seed: int) -> Path:
+    from rt2_ros.policies.openvla.modeling import save_openvla_checkpoint
+    from rt2_ros.policies.openvla.towers import TOWER_SPECS_FILE
+
+    model, processor = build_openvla(seed)
+    save_openvla_checkpoint(model, processor, out, norm_stats=example_statistics())
+    (out / TOWER_SPECS_FILE).write_text(json.dumps(OPENVLA_TEST_DIMS["towers"], indent=2))
+    info = {
+        "architecture": "OpenVLA (native modules, openvla-7b layout)",
+        "format": "openvla",
+        "size": "tiny",
+        "seed": seed,
+        "num_parameters": int(sum(p.numel() for p in model.parameters())),
+        "vocab_size": model.config.unpadded_vocab_size,
+        "image_size": _IMAGE_SIZE,
+        "unnorm_key": TEST_UNNORM_KEY,
+        "weights": "random (not trained): actions are valid but meaningless",
+    }
+    (out / INFO_FILE).write_text(json.dumps(info, indent=2))
+    return out
+
+
 def example_statistics() -> dict[str, Any]:
     """OpenVLA-style statistics matching ``config/rt2.yaml``'s default RT-2 bounds."""
     return {
@@ -391,7 +506,7 @@ def example_statistics() -> dict[str, Any]:
     }
 
 
-def make_test_model(out_dir: str | Path, size: str = "tiny", seed: int = 0) -> Path:
+def make_test_model(out_dir: str | Path, size: str = "tiny", seed: int = 0, format: str = "paligemma") -> Path:
     """Build and save a test model directory (offline, random weights).
 
     Writes ``config.json``, ``model.safetensors``, ``generation_config.json``,
@@ -400,18 +515,26 @@ def make_test_model(out_dir: str | Path, size: str = "tiny", seed: int = 0) -> P
 
     Args:
         out_dir: directory to create (may exist; files are overwritten).
-        size: ``"tiny"`` or ``"small"`` (see :data:`SIZES`).
+        size: ``"tiny"`` or ``"small"`` (see :data:`SIZES`; ``format="openvla"`` is tiny only).
         seed: weights and tokenizer-corpus seed (same seed, same model).
+        format: ``"paligemma"`` (default) or ``"openvla"`` (:func:`build_openvla`, the
+            ``openvla-7b`` layout; run it with ``policy_overrides(dir, "openvla")``).
 
     Returns:
         ``Path(out_dir)``.
 
     Raises:
-        ValueError: unknown size.
+        ValueError: unknown size or format.
     """
-    model, processor = build_paligemma(size, seed)
+    if format not in ("paligemma", "openvla"):
+        raise ValueError(f"unknown test model format {format!r}; choose paligemma or openvla")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if format == "openvla":
+        if size != "tiny":
+            raise ValueError("--format openvla is built in size tiny only")
+        return _make_openvla_test_model(out, seed)
+    model, processor = build_paligemma(size, seed)
     model.save_pretrained(out)
     processor.save_pretrained(out)
     (out / "dataset_statistics.json").write_text(json.dumps(example_statistics(), indent=2))
@@ -479,12 +602,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("out_dir", help="directory to write the model to")
     p.add_argument("--size", choices=sorted(SIZES), default="tiny", help="tiny (~0.3 M params) or small (~60 M)")
     p.add_argument("--seed", type=int, default=0, help="random seed for weights and tokenizer corpus")
+    p.add_argument(
+        "--format",
+        choices=["paligemma", "openvla"],
+        default="paligemma",
+        help="paligemma (RT-2 number tokens) or openvla (openvla-7b layout, native OpenVLA loader)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     """``rt2-ros make-test-model``: build, save, print a JSON summary."""
     try:
-        out = make_test_model(args.out_dir, size=args.size, seed=args.seed)
+        out = make_test_model(args.out_dir, size=args.size, seed=args.seed, format=args.format)
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

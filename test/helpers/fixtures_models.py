@@ -24,3 +24,12 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from rt2_ros.testing.make_model import make_test_model
 
     return make_test_model(tmp_path_factory.mktemp("tiny_model"), size="tiny", seed=0)
+
+
+@pytest.fixture(scope="session")
+def openvla_test_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Directory of the tiny OpenVLA-layout test model (``make_test_model(dir, format="openvla")``),
+    run with ``policy_overrides(dir, "openvla")``. Read-only, shared."""
+    from rt2_ros.testing.make_model import make_test_model
+
+    return make_test_model(tmp_path_factory.mktemp("openvla_test_model"), format="openvla", seed=0)

@@ -56,6 +56,7 @@ OVERRIDES = {
     "frames.command_frame": FRAME,
     "frames.ee_frame": "rt2_test_tool",
     "topics.compressed_image": "/camera/image_raw/compressed",
+    "safety.require_ee_pose": False,  # no end-effector pose in this rig: allow motion without the box
 }
 CFG = RT2Config.model_validate({"control": {"period_s": PERIOD_S}})
 CODEC = make_codec(CFG.action)

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 from geometry_msgs.msg import TwistStamped
 from ros_helpers import (
     Collector,
@@ -33,17 +34,26 @@ msgs = import_rt2_msgs()
 SERVO_HZ = 50.0
 
 
-def _params(model_dir: Path) -> list[str]:
+def _params(model_dir: Path, action_format: str = "rt2") -> list[str]:
     from rt2_ros.testing.make_model import policy_overrides
 
     out = []
-    overrides = dict(policy_overrides(model_dir), **{"control.period_s": 0.2, "policy.num_threads": 1})
+    overrides = dict(
+        policy_overrides(model_dir, action_format),
+        **{"control.period_s": 0.2, "policy.num_threads": 1, "safety.require_ee_pose": False},
+    )
     for k, v in overrides.items():
         out += ["-p", f"{k}:={v}"]
     return out
 
 
-def test_tiny_model_node_process_publishes_actions_and_a_steady_servo_stream(tiny_model_dir):  # noqa: F811
+@pytest.mark.parametrize("kind", ["paligemma", "openvla"])
+def test_tiny_model_node_process_publishes_actions_and_a_steady_servo_stream(kind, request):
+    # paligemma: the RT-2-format test model; openvla: make-test-model --format openvla (native OpenVLA loader)
+    if kind == "openvla":
+        tiny_model_dir, action_format = request.getfixturevalue("openvla_test_model_dir"), "openvla"
+    else:
+        tiny_model_dir, action_format = request.getfixturevalue("tiny_model_dir"), "rt2"
     with RosHarness() as h:
         probe = h.make_node("rt2_test_probe")
         twists = Collector(probe, TwistStamped, "/servo_node/delta_twist_cmds", 5000)
@@ -59,7 +69,7 @@ def test_tiny_model_node_process_publishes_actions_and_a_steady_servo_stream(tin
             "--ros-args",
             "--params-file",
             str(ROOT / "config" / "rt2.yaml"),
-            *_params(tiny_model_dir),
+            *_params(tiny_model_dir, action_format),
         ]
         proc = subprocess.Popen(
             cmd, cwd=str(ROOT), env=ros_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True

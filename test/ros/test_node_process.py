@@ -45,7 +45,11 @@ def _stop(proc: subprocess.Popen) -> None:
 def test_camera_and_instruction_from_another_process_drive_the_node():
     with RosHarness() as h:
         node = h.add_node(
-            Rt2Node(ScriptedTextPolicy(CFG, [MOVE]), context=h.context, overrides={"control.period_s": 0.1})
+            Rt2Node(
+                ScriptedTextPolicy(CFG, [MOVE]),
+                context=h.context,
+                overrides={"control.period_s": 0.1, "safety.require_ee_pose": False},
+            )
         )
         probe = h.make_node("rt2_test_probe")
         twists = Collector(probe, TwistStamped, "/servo_node/delta_twist_cmds", 1000)
@@ -87,6 +91,8 @@ def test_node_process_runs_and_sends_a_zero_twist_on_ctrl_c():
                 "control.period_s:=0.1",
                 "-p",
                 "frames.command_frame:=proc_frame",
+                "-p",
+                "safety.require_ee_pose:=false",
             ],
             env=ros_env(),
             cwd=str(ROOT),

@@ -49,6 +49,7 @@ OVERRIDES = {
     "servo.namespace": SERVO_NS,
     "servo.distro": "humble",
     "reset.reset_service": RESET_SRV,
+    "safety.require_ee_pose": False,  # no end-effector pose in this rig: allow motion without the box
 }
 # rosout keeps history (transient local): a late subscriber still sees start-up warnings.
 ROSOUT_QOS = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -236,6 +237,7 @@ def test_jazzy_servo_without_moveit_msgs_warns_with_the_fix_and_keeps_running(ri
             overrides={
                 "servo.distro": "jazzy",
                 "servo.namespace": "/absent_servo",
+                "safety.require_ee_pose": False,
                 "topics.twist": "/c/twist",
                 "topics.instruction": "/c/instruction",
                 "topics.episode": "/c/episode",
@@ -344,6 +346,7 @@ def test_use_sim_time_stamps_twists_with_the_simulation_clock(rig):
                 context=rig.h.context,
                 overrides={
                     "use_sim_time": True,
+                    "safety.require_ee_pose": False,
                     "control.period_s": 0.1,
                     "topics.image": "/d/image",
                     "topics.instruction": "/d/instruction",

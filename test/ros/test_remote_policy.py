@@ -207,6 +207,7 @@ def test_controller_stops_the_robot_when_the_server_is_killed_mid_episode_and_re
             "policy.timeout_s": timeout,
             "safety.max_linear_accel_mps2": 100.0,
             "safety.max_image_age_s": 5.0,
+            "safety.require_ee_pose": False,
             "control.max_duration_s": 60.0,
             "control.max_steps": 1000,
         }
@@ -305,6 +306,7 @@ def test_node_publishes_zero_twists_when_the_server_dies_and_moves_again_when_it
                     "control.max_duration_s": 120.0,
                     "control.max_steps": 100000,
                     "safety.max_linear_accel_mps2": 100.0,
+                    "safety.require_ee_pose": False,
                 },
             )
         )

@@ -43,7 +43,8 @@ def test_terminate_token_default_is_zero_and_configurable():
     tok = RT2ActionTokenizer(BOUNDS)
     assert tok.decode("0 128 128 128 128 128 128 128").terminate is True
     assert tok.decode("1 128 128 128 128 128 128 128").terminate is False
-    assert tok.decode("2 128 128 128 128 128 128 128").terminate is False
+    with pytest.raises(ActionDecodeError, match="terminate"):  # neither terminate nor continue: no action
+        tok.decode("2 128 128 128 128 128 128 128")
     alt = RT2ActionTokenizer(BOUNDS, terminate_token=1, continue_token=0)
     assert alt.decode("1 128 128 128 128 128 128 128").terminate is True
     assert alt.encode(np.zeros(7), terminate=False).startswith("0 ")

@@ -15,7 +15,10 @@ BOUNDS = ActionBounds(
 TOK = RT2ActionTokenizer(BOUNDS)
 VALID = re.compile(r"\s*(Plan:.*?Action:)?\s*([0-9]+\s+){7}[0-9]+\s*", re.DOTALL | re.ASCII)
 
-valid_tokens = st.lists(st.integers(0, 255), min_size=8, max_size=8)
+# Field 0 is the terminate field: only the terminate (0) and continue (1) tokens are valid.
+valid_tokens = st.tuples(st.sampled_from([0, 1]), st.lists(st.integers(0, 255), min_size=7, max_size=7)).map(
+    lambda t: [t[0], *t[1]]
+)
 
 
 def _valid_text(tokens):
@@ -31,6 +34,7 @@ def test_arbitrary_text_either_raises_decode_error_or_is_a_well_formed_action(te
         return
     # Only a well-formed 8-integer string may decode, and then to a bounded action.
     assert VALID.fullmatch(text), text
+    assert a.tokens[0] in (0, 1)
     assert np.all(a.vector >= BOUNDS.low) and np.all(a.vector <= BOUNDS.high)
 
 
@@ -92,3 +96,14 @@ def test_openvla_ids_outside_the_action_range_never_decode(ids):
         return
     assert len(ids) == 7 and all(31744 <= i <= 31999 for i in ids)
     assert np.all(np.abs(a.vector) < 1.0)
+
+
+@settings(max_examples=300, deadline=None)
+@given(valid_tokens, st.integers(2, 10**6))
+def test_a_terminate_field_other_than_terminate_or_continue_is_always_rejected(tokens, first):
+    tokens[0] = first
+    try:
+        TOK.decode(_valid_text(tokens))
+    except ActionDecodeError:
+        return
+    raise AssertionError(f"terminate field {first} decoded")

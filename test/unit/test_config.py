@@ -69,3 +69,35 @@ def test_unreadable_file_is_a_config_error(tmp_path):
     bad.write_text("rt2_node:\n  ros__parameters:\n    control: {period_s: fast}\n")
     with pytest.raises(ConfigError, match="control.period_s"):
         load_config(bad)
+
+
+def test_a_trained_model_directory_brings_its_codec_settings(tmp_path):
+    from rt2_ros.config import MODEL_SETTINGS_FILE, with_model_settings
+
+    (tmp_path / MODEL_SETTINGS_FILE).write_text(
+        "/**:\n  ros__parameters:\n    action: {bins: 128, token_pattern: '<act_{k}>'}\n    policy: {prompt: cot}\n"
+    )
+    cfg = load_config(overrides={"policy.model_path": str(tmp_path)})
+    out, changed = with_model_settings(cfg)
+    assert (out.action.bins, out.action.token_pattern, out.policy.prompt) == (128, "<act_{k}>", "cot")
+    assert changed == ["action.bins", "action.token_pattern", "policy.prompt"]
+    assert out.safety == cfg.safety and out.policy.model_path == str(tmp_path)  # nothing else changes
+    # other backends, and directories without the file, are left alone
+    remote = load_config(overrides={"policy.backend": "remote", "policy.model_path": str(tmp_path)})
+    assert with_model_settings(remote) == (remote, [])
+    assert with_model_settings(load_config(overrides={"policy.model_path": str(tmp_path / "x")}))[1] == []
+
+
+def test_model_settings_with_other_keys_or_bad_values_are_refused(tmp_path):
+    from rt2_ros.config import MODEL_SETTINGS_FILE, with_model_settings
+
+    cfg = load_config(overrides={"policy.model_path": str(tmp_path)})
+    for text, match in (
+        ("safety: {max_linear_speed_mps: 4.0}\n", "only the action section"),
+        ("policy: {backend: remote}\n", "only the action section"),
+        ("action: {bins: 1}\n", "action.bins"),
+        ("action: [1, 2\n", "cannot read"),
+    ):
+        (tmp_path / MODEL_SETTINGS_FILE).write_text(text)
+        with pytest.raises(ConfigError, match=match):
+            with_model_settings(cfg)

@@ -17,7 +17,9 @@ STOP = "0 128 128 128 128 128 128 0"
 
 
 def make(texts, **overrides):
-    cfg = load_config(overrides={"control.period_s": 0.2, "safety.max_linear_accel_mps2": 100.0, **overrides})
+    # No end-effector pose in most tests: motion without it must be allowed explicitly.
+    base = {"control.period_s": 0.2, "safety.max_linear_accel_mps2": 100.0, "safety.require_ee_pose": False}
+    cfg = load_config(overrides={**base, **overrides})
     pol = ScriptedTextPolicy(cfg, texts)
     c = Controller(cfg, pol)
     return c, pol, cfg

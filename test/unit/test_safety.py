@@ -14,7 +14,7 @@ BIG_ACCEL = dict(
 
 
 def env(**kw):
-    base = dict(BIG_ACCEL)
+    base = dict(BIG_ACCEL, require_ee_pose=False)  # most tests give no end-effector pose
     base.update(kw)
     e = SafetyEnvelope(SafetyConfig(**base), servo_period_s=0.02)
     e.image_watchdog.feed(0.0)
@@ -47,7 +47,7 @@ def test_angular_caps():
 
 
 def test_slew_limit_between_consecutive_commands():
-    e = SafetyEnvelope(SafetyConfig(max_linear_accel_mps2=1.0), servo_period_s=0.02)
+    e = SafetyEnvelope(SafetyConfig(max_linear_accel_mps2=1.0, require_ee_pose=False), servo_period_s=0.02)
     e.image_watchdog.feed(0.0), e.action_watchdog.feed(0.0)
     speeds = [np.linalg.norm(e.filter(tw([0.2, 0, 0]), 0.02 * i).twist.linear) for i in range(12)]
     # 1 m/s^2 over 20 ms ticks: at most 0.02 m/s more per tick until 0.2 m/s is reached
@@ -57,7 +57,7 @@ def test_slew_limit_between_consecutive_commands():
 
 
 def test_stop_is_immediate_despite_slew_limit():
-    e = SafetyEnvelope(SafetyConfig(max_linear_accel_mps2=1.0), servo_period_s=0.02)
+    e = SafetyEnvelope(SafetyConfig(max_linear_accel_mps2=1.0, require_ee_pose=False), servo_period_s=0.02)
     e.image_watchdog.feed(0.0), e.action_watchdog.feed(0.0)
     for i in range(20):
         e.filter(tw([0.2, 0, 0]), 0.02 * i)
