@@ -109,6 +109,8 @@ def test_a_goal_moves_the_fingers_and_succeeds(sim):
 @pytest.mark.parametrize("position, effort", [(0.08, 40.0), (-0.01, 40.0), (math.nan, 40.0), (0.02, math.inf)])
 def test_bad_goals_are_rejected_and_the_gripper_holds(sim, position, effort):
     h, runner, probe, js = sim
+    _send(probe, 0.04)
+    time.sleep(0.5)  # settled (a goal succeeds within goal_tolerance_m, 2 mm, of its position)
     before = _finger(js)
     rejected = runner.gripper_goals["rejected"]
     accepted, _, _ = _send(probe, position, effort)
@@ -154,6 +156,7 @@ def test_the_node_sends_goals_and_survives_rejected_and_aborted_ones(sim):
             "topics.episode": "/gn/episode",
             "topics.twist": "/gn/twist",
             "servo.namespace": "/gn/servo",
+            "safety.require_ee_pose": False,  # no end-effector pose for this node: act without the box
         },
         cli_args=[
             "--ros-args",
