@@ -12,15 +12,21 @@ the file's value alone. Without ``ros2 launch`` the same node starts with::
 
     python -m rt2_ros.ros.node --ros-args --params-file config/rt2.yaml -p policy.model_path:=/models/my_rt2
 
+Nothing outlives a failed launch: with ``rviz:=true`` RViz is looked up before any
+process starts (not installed: a clear error, nothing started), and when ``rt2_node``
+exits while the launch runs (a bad parameter, a missing model) the launch ends at once
+with a non-zero status after the node's own error message.
+
 Only the standard ``launch`` / ``launch_ros`` API is used.
 """
 
-from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.actions import DeclareLaunchArgument, OpaqueFunction, RegisterEventHandler
 from launch.conditions import IfCondition
+from launch.event_handlers import OnProcessExit
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
-from launch_ros.substitutions import FindPackageShare
+from launch_ros.substitutions import ExecutableInPackage, FindPackageShare
 
 from launch import LaunchDescription
 
@@ -79,7 +85,28 @@ ARGUMENTS = [
 ]
 
 
+def _require_rviz(context) -> None:
+    """With ``rviz:=true``, fail before anything starts when rviz2 is not installed."""
+    try:
+        ExecutableInPackage(package="rviz2", executable="rviz2").perform(context)
+    except Exception as e:  # noqa: BLE001 - PackageNotFoundError / SubstitutionFailure: same answer
+        raise RuntimeError(
+            f"rviz:=true but RViz is not available ({e}): install rviz2 (apt install ros-$ROS_DISTRO-rviz2) "
+            "or pass rviz:=false; nothing was started"
+        ) from None
+
+
+def _on_rt2_exit(event, context):
+    """rt2_node exited while the launch runs: end the launch at once, non-zero."""
+    if context.is_shutdown:
+        return None  # the launch is ending and stopping its processes: expected
+    # An exception here ends ros2 launch with status 1, stopping every other process.
+    raise RuntimeError(f"rt2_node exited with code {event.returncode}; its error is printed above (and in ROS_LOG_DIR)")
+
+
 def _nodes(context):
+    if LaunchConfiguration("rviz").perform(context) == "true":
+        _require_rviz(context)
     overrides = {}
     for arg, param in PARAM_ARGS.items():
         value = LaunchConfiguration(arg).perform(context)
@@ -109,7 +136,7 @@ def _nodes(context):
         parameters=[{"use_sim_time": use_sim_time}],
         condition=IfCondition(LaunchConfiguration("rviz")),
     )
-    return [rt2, rviz]
+    return [RegisterEventHandler(OnProcessExit(target_action=rt2, on_exit=_on_rt2_exit)), rt2, rviz]
 
 
 def generate_launch_description():

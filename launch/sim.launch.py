@@ -13,6 +13,13 @@ Examples::
     ros2 launch rt2_ros sim.launch.py backend:=local model_path:=/tmp/tiny episodes:=3 max_steps:=20 \
         terminate_debounce:=21
     ros2 launch rt2_ros sim.launch.py record:=true out:=/tmp/rt2_demo rviz:=true
+    ros2 launch rt2_ros sim.launch.py backend:=remote server_url:=ws://127.0.0.1:8000
+
+The launch ends when the episode runner is done, with its exit status. Nothing outlives
+it: arguments are checked (and RViz looked up when ``rviz:=true``) before any process
+starts, and when ``rt2_sim`` or ``rt2_node`` exits early (a bad parameter, a missing
+model, an unreachable server) the launch ends at once with a non-zero status, after the
+node's own error message.
 
 Without ``ros2 launch`` (this machine has no ``launch``): ``rt2-ros demo`` starts the
 same nodes as processes (``make demo``).
@@ -27,7 +34,7 @@ from launch.events import Shutdown
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
-from launch_ros.substitutions import FindPackageShare
+from launch_ros.substitutions import ExecutableInPackage, FindPackageShare
 
 from launch import LaunchDescription
 
@@ -42,6 +49,7 @@ ARGUMENTS = [
         ["scripted", "local", "remote"],
     ),
     ("model_path", "", "local backend: model directory (e.g. made by rt2-ros make-test-model)", None),
+    ("server_url", "", "remote backend: inference server URL (rt2-ros serve), e.g. ws://127.0.0.1:8000", None),
     ("episodes", "5", "episodes to run", None),
     ("max_steps", "", "episode step limit; empty = config/sim.yaml", None),
     (
@@ -51,7 +59,12 @@ ARGUMENTS = [
         "(a random-weight test model: set it above max_steps)",
         None,
     ),
-    ("seed", "0", "seed of the first randomised layout", None),
+    (
+        "seed",
+        "0",
+        "layout seed: every episode resets the simulation to the next seed, so episode k uses seed + k",
+        None,
+    ),
     ("out", "out/demo", "output directory (report, contact sheet, trajectory plot)", None),
     ("record", "false", "record every episode to MCAP in <out>/mcap", ["true", "false"]),
     (
@@ -87,23 +100,69 @@ def _section(path: str, node: str) -> dict:
     return flat(sec)
 
 
+def _int_arg(get, name: str, minimum: int) -> int:
+    """The launch argument ``name`` as an integer >= ``minimum``; a clear error naming it otherwise."""
+    text = get(name)
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or value < minimum:
+        raise ValueError(f"launch argument {name}:={text!r} must be an integer >= {minimum}; nothing was started")
+    return value
+
+
+def _require_rviz(context) -> None:
+    """With ``rviz:=true``, fail before anything starts when rviz2 is not installed."""
+    try:
+        ExecutableInPackage(package="rviz2", executable="rviz2").perform(context)
+    except Exception as e:  # noqa: BLE001 - PackageNotFoundError / SubstitutionFailure: same answer
+        raise RuntimeError(
+            f"rviz:=true but RViz is not available ({e}): install rviz2 (apt install ros-$ROS_DISTRO-rviz2) "
+            "or pass rviz:=false; nothing was started"
+        ) from None
+
+
+def _on_exit(name: str, *, ends_launch: bool = False):
+    """An ``OnProcessExit`` callback: the episode runner (``ends_launch``) ends the launch with
+    its status; any other node that exits while the launch runs ends it at once, non-zero."""
+
+    def handler(event, context):
+        if context.is_shutdown:
+            return None  # the launch is ending and stopping its processes: expected
+        code = event.returncode
+        if ends_launch and code == 0:
+            return [EmitEvent(event=Shutdown(reason=f"{name} finished"))]
+        what = "finished with" if ends_launch else "exited early with"
+        # An exception here ends ros2 launch with status 1, stopping every other process.
+        raise RuntimeError(f"{name} {what} exit code {code}; its error is printed above (and in ROS_LOG_DIR)")
+
+    return handler
+
+
 def _nodes(context):
     get = lambda name: LaunchConfiguration(name).perform(context)  # noqa: E731
+    # Everything that can fail is checked before the first process starts.
     sim_file = get("sim_params_file")
     backend = get("backend")
+    episodes = _int_arg(get, "episodes", 1)
+    seed = _int_arg(get, "seed", 0)
+    if get("rviz") == "true":
+        _require_rviz(context)
     # rclpy lets a file's node-specific section win over wildcard values, and launch_ros
     # passes dict parameters as wildcards: so the sim file's sections are merged here with
     # the launch arguments on top, and passed as one dict after the rt2 file.
     rt2_params = _section(sim_file, "rt2_node")
     rt2_params["policy.backend"] = ParameterValue(BACKENDS.get(backend, backend), value_type=str)
-    if get("model_path"):
-        rt2_params["policy.model_path"] = ParameterValue(get("model_path"), value_type=str)
+    for arg, param in (("model_path", "policy.model_path"), ("server_url", "policy.server_url")):
+        if get(arg):
+            rt2_params[param] = ParameterValue(get(arg), value_type=str)
     for arg, param in (("max_steps", "control.max_steps"), ("terminate_debounce", "control.terminate_debounce")):
         if get(arg):
-            rt2_params[param] = ParameterValue(int(get(arg)), value_type=int)
+            rt2_params[param] = ParameterValue(_int_arg(get, arg, 1), value_type=int)
     # The sim process holds two nodes, rt2_sim and servo_node; their parameter names do not
     # overlap (servo_node's all start with moveit_servo.), so one dict serves both.
-    sim_params = {**_section(sim_file, "rt2_sim"), **_section(sim_file, "servo_node"), "seed": int(get("seed"))}
+    sim_params = {**_section(sim_file, "rt2_sim"), **_section(sim_file, "servo_node"), "seed": seed}
     # No name= here: a name remap would rename both nodes of the process.
     sim = Node(
         package="rt2_ros",
@@ -119,7 +178,7 @@ def _nodes(context):
         emulate_tty=True,
         parameters=[LaunchConfiguration("params_file"), rt2_params],
     )
-    demo_args = ["--attach", "--policies", backend, "--episodes", get("episodes"), "--out", get("out")]
+    demo_args = ["--attach", "--policies", backend, "--episodes", str(episodes), "--out", get("out")]
     if get("record") == "true":
         demo_args.append("--record")
     demo = Node(
@@ -137,9 +196,14 @@ def _nodes(context):
         arguments=["-d", PathJoinSubstitution([FindPackageShare("rt2_ros"), "rviz", "rt2.rviz"])],
         condition=IfCondition(LaunchConfiguration("rviz")),
     )
-    # When the episode runner is done, end the launch (the report is written).
-    done = RegisterEventHandler(OnProcessExit(target_action=demo, on_exit=[EmitEvent(event=Shutdown())]))
-    return [sim, rt2, demo, rviz, done]
+    # The episode runner ends the launch when the report is written; the simulation or the
+    # rt2 node dying first ends it at once (non-zero), instead of the runner waiting for them.
+    handlers = [
+        RegisterEventHandler(OnProcessExit(target_action=demo, on_exit=_on_exit("rt2_demo", ends_launch=True))),
+        RegisterEventHandler(OnProcessExit(target_action=sim, on_exit=_on_exit("rt2_sim"))),
+        RegisterEventHandler(OnProcessExit(target_action=rt2, on_exit=_on_exit("rt2_node"))),
+    ]
+    return handlers + [sim, rt2, demo, rviz]
 
 
 def generate_launch_description():

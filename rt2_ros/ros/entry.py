@@ -4,7 +4,8 @@
 would shut the context down before the final zero twist could leave), builds the
 nodes, spins them on a ``MultiThreadedExecutor`` until Ctrl-C / SIGTERM, then runs
 the shutdown hooks (the rt2 node's final zero twist) while the context is still
-valid, and tears everything down. Exit codes: 0 clean shutdown; a start-up error
+valid, and tears everything down; further SIGINT/SIGTERM are ignored during that
+(a terminal's Ctrl-C plus the one ros2 launch forwards would otherwise cut it short). Exit codes: 0 clean shutdown; a start-up error
 maps to the code its caller chose (the rt2 node: 1 the policy could not be built,
 2 invalid parameters).
 """
@@ -76,6 +77,7 @@ def run_nodes(
     argv = list(sys.argv if argv is None else argv)
     rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
     old_term = signal.signal(signal.SIGTERM, _raise_interrupt)
+    old_int = signal.getsignal(signal.SIGINT)
     ns = NodeSet()
     executor = None
     try:
@@ -97,6 +99,11 @@ def run_nodes(
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        # Ctrl-C in a terminal reaches every process of the group, and ros2 launch then
+        # forwards its own SIGINT: a second signal must not cut the shutdown hooks short
+        # (the final zero twist). Launch escalates to SIGKILL if we ever hang here.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         for f in ns.on_stop:
             f()
         if executor is not None:
@@ -104,5 +111,6 @@ def run_nodes(
         for n in reversed(ns.nodes):
             n.destroy_node()
         signal.signal(signal.SIGTERM, old_term)
+        signal.signal(signal.SIGINT, old_int)
         rclpy.try_shutdown()
     return 0

@@ -23,7 +23,7 @@ from rt2_ros.servo_interface import HALT_CODES, CommandType, resolve_distro
 
 __all__ = ["ServoClient", "HAVE_MOVEIT_MSGS"]
 
-try:  # pragma: no cover - moveit_msgs is not installable on the project's machines
+try:  # moveit_msgs: a ROS install, or the ros2-tools kit (scripts/bootstrap.sh)
     from moveit_msgs.msg import ServoStatus  # type: ignore
     from moveit_msgs.srv import ServoCommandType  # type: ignore
 
@@ -88,7 +88,7 @@ class ServoClient:
             )
         else:
             self._clients["pause_servo"] = mk(SetBool, "pause_servo")
-            if HAVE_MOVEIT_MSGS:  # pragma: no cover - no moveit_msgs here
+            if HAVE_MOVEIT_MSGS:
                 self._clients["switch_command_type"] = mk(ServoCommandType, "switch_command_type")
                 self._status_sub = self.node.create_subscription(
                     ServoStatus,
@@ -167,7 +167,7 @@ class ServoClient:
             return
         if self._paused and self._call("pause_servo", SetBool.Request(data=False)):
             self._paused = False
-        if HAVE_MOVEIT_MSGS:  # pragma: no cover - no moveit_msgs here
+        if HAVE_MOVEIT_MSGS:
             self._call("switch_command_type", ServoCommandType.Request(command_type=int(CommandType.TWIST)))
 
     def pause(self) -> None:

@@ -82,7 +82,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=2,
         help="with --chunk: infer the next chunk when this many actions remain (0: the arm waits; default 2)",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of the first layout (default 0)")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="layout seed: every episode resets to the next seed, so episode k uses seed + k (default 0)",
+    )
     p.add_argument("--instructions", nargs="+", default=None, help="instructions to cycle through")
     p.add_argument("--out", default="out/demo", help="output directory (default out/demo)")
     p.add_argument("--record", action="store_true", help="record every episode to MCAP (out/demo/mcap/)")
@@ -248,7 +253,11 @@ def _finish(records, out: Path, meta: dict, driver, clean: bool) -> int:
     from rt2_ros.sim.report import format_table, summary_line, write_reports
 
     if not records:
-        print(f"no episode completed; see the logs in {out / 'logs'}", file=sys.stderr)
+        if meta.get("attached"):
+            where = "the rt2_sim and rt2_node messages above (ros2 launch prints them; ROS_LOG_DIR or ~/.ros/log keeps them)"
+        else:
+            where = f"the logs in {out / 'logs'}"
+        print(f"no episode completed; see {where}", file=sys.stderr)
         return 1
     paths = write_reports(records, out, meta)
     print()

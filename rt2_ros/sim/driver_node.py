@@ -25,6 +25,8 @@ from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
 from rt2_ros.ros.conversions import image_msg_to_rgb, import_rt2_msgs
+from rt2_ros.ros.servo_client import HAVE_MOVEIT_MSGS
+from rt2_ros.servo_interface import resolve_distro
 from rt2_ros.sim.report import EpisodeRecord
 
 __all__ = ["DemoDriver", "RECORD_TOPICS", "EpisodeTimeout"]
@@ -36,7 +38,12 @@ RECORD_TOPICS = [
     ("/joint_states", "sensor_msgs/msg/JointState", False),
     ("/rt2/ee_pose", "geometry_msgs/msg/PoseStamped", False),
     ("/servo_node/delta_twist_cmds", "geometry_msgs/msg/TwistStamped", False),
-    ("/servo_node/status", "std_msgs/msg/Int8", False),
+    # The type the sim's servo_node publishes with servo.distro: auto (config/sim.yaml).
+    (
+        "/servo_node/status",
+        "moveit_msgs/msg/ServoStatus" if resolve_distro("auto", HAVE_MOVEIT_MSGS) == "jazzy" else "std_msgs/msg/Int8",
+        False,
+    ),
     ("/rt2/gripper_command", "std_msgs/msg/Float64", False),
     ("/rt2/instruction", "std_msgs/msg/String", False),
     ("/rt2/action", "rt2_ros/msg/RT2Action", False),

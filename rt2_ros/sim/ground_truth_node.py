@@ -4,7 +4,8 @@ The sim node publishes ``/sim/ground_truth`` (``std_msgs/String``, JSON of
 :meth:`rt2_ros.sim.world.SimWorld.ground_truth`) every Servo period. The expert lives
 in the rt2 node's process, which already has an rclpy context; this module gives it a
 small node of its own (``rt2_expert_ground_truth``) spun by its own executor in a
-daemon thread, so the expert never depends on the rt2 node's executor.
+daemon thread, so the expert never depends on the rt2 node's executor. It ignores the
+process's global ROS arguments (node-name and namespace remaps are meant for the rt2 node).
 """
 
 from __future__ import annotations
@@ -36,7 +37,10 @@ class GroundTruthSubscriber:
     def __init__(self, topic: str = "/sim/ground_truth", context=None):
         if not rclpy.ok(context=context):
             raise RuntimeError("rclpy is not initialised: the scripted expert needs a running ROS context")
-        self.node = Node("rt2_expert_ground_truth", context=context)
+        # use_global_arguments=False: the process's command-line remaps are the rt2 node's.
+        # Under ros2 launch, Node(name="rt2_node") passes ``-r __node:=rt2_node``, which would
+        # rename this node too, leaving two /rt2_node in the graph (ros2 param get fails).
+        self.node = Node("rt2_expert_ground_truth", context=context, use_global_arguments=False)
         self._lock = threading.Lock()
         self._latest: dict[str, Any] | None = None
         self.received = 0

@@ -294,14 +294,23 @@ class Scene:
             self.p.resetJointState(self.arm, j, float(v), 0.0, **self._pc)
         self.set_arm_targets(q)
 
-    def set_gripper(self, command: float) -> None:
+    def set_gripper(self, command: float, force_n: float | None = None) -> None:
         """Gripper command in [0, 1] (1 = open, 0.08 m between the fingers; 0 = closed).
 
+        Args:
+            command: the opening in [0, 1].
+            force_n: finger motor force limit [N]; None = ``finger_force_n``. A force too
+                small to move the fingers leaves them where they are (a stalled gripper).
+
         Raises:
-            ValueError: not a finite number (values outside [0, 1] are clipped).
+            ValueError: not a finite number (values outside [0, 1] are clipped), or a
+                negative / non-finite force.
         """
         if not isinstance(command, (int, float, np.floating)) or not math.isfinite(command):
             raise ValueError(f"gripper command must be a finite number in [0, 1], got {command!r}")
+        force = self.cfg.finger_force_n if force_n is None else float(force_n)
+        if not math.isfinite(force) or force < 0:
+            raise ValueError(f"gripper force must be a finite number >= 0 N, got {force_n!r}")
         self.gripper_command = float(min(max(command, 0.0), 1.0))
         target = self.gripper_command * _FINGER_MAX_M
         self.p.setJointMotorControlArray(
@@ -309,7 +318,7 @@ class Scene:
             self.finger_ids,
             self.p.POSITION_CONTROL,
             targetPositions=[target, target],
-            forces=[self.cfg.finger_force_n] * 2,
+            forces=[force] * 2,
             positionGains=[0.05, 0.05],
             **self._pc,
         )

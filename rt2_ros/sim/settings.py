@@ -57,6 +57,21 @@ class SimTopicsParams(_Params):
     ground_truth: str = Field("/sim/ground_truth", description="std_msgs/String JSON ground truth out")
 
 
+class GripperActionParams(_Params):
+    """The sim's ``control_msgs/action/GripperCommand`` server (as ros2_controllers'
+    GripperActionController on ``panda_finger_joint1``)."""
+
+    name: str = Field(
+        "/rt2/gripper_command",
+        description="GripperCommand action name (served when control_msgs is importable); empty = off",
+    )
+    goal_tolerance_m: float = Field(0.002, gt=0, description="a goal is reached within this distance [m]")
+    stall_timeout_s: float = Field(0.5, gt=0, description="fingers moving less than 0.5 mm in this time stall [s]")
+    allow_stalling: bool = Field(
+        False, description="a stalled goal succeeds (true) or is aborted (false, GripperActionController's default)"
+    )
+
+
 class SimServoParams(_Params):
     namespace: str = Field("/servo_node", description="full name of the MoveIt Servo stand-in node")
     distro: Literal["auto", "jazzy", "humble"] = Field(
@@ -67,12 +82,13 @@ class SimServoParams(_Params):
 class SimNodeParams(_Params):
     """Parameters of the ``rt2_sim`` node (same names as ``config/sim.yaml``)."""
 
-    seed: int = Field(0, description="seed of the first layout; every reset uses the next one")
+    seed: int = Field(0, description="seed of the initial layout; every reset uses the next one (seed + 1, ...)")
     blocks: list[str] = Field(["red", "green", "blue"], description="colours of the blocks on the table")
     camera: CameraParams = CameraParams()
     topics: SimTopicsParams = SimTopicsParams()
     reset_service: str = Field("/sim/reset", description="std_srvs/Trigger: new layout, arm home, gripper open")
     servo: SimServoParams = SimServoParams()
+    gripper_action: GripperActionParams = GripperActionParams()
 
 
 class ServoScaleParams(_Params):

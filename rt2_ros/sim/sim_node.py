@@ -15,7 +15,13 @@ One process, two nodes:
   subscribing ``/rt2/gripper_command`` ``std_msgs/Float64`` (0 closed .. 1 open) and
   ``/rt2/instruction`` ``std_msgs/String`` (the task to check), and serving ``/sim/reset``
   ``std_srvs/Trigger`` (new randomised layout, arm home, gripper open; the response
-  message is the layout as JSON).
+  message is the layout as JSON) and, when control_msgs is importable, the action
+  ``gripper_action.name`` ``control_msgs/action/GripperCommand`` (as ros2_controllers'
+  GripperActionController on ``panda_finger_joint1``: ``position`` 0 .. 0.04 m,
+  ``max_effort`` [N] limits the finger force, 0 = the default force). A goal with a
+  non-finite or out-of-range position or a negative effort is rejected; a goal whose
+  fingers stop short of the position (``stall_timeout_s``) is aborted unless
+  ``allow_stalling``; a newer goal aborts the older one.
 
 * ``servo_node`` with MoveIt Servo's interface (:mod:`rt2_ros.sim.servo_standin`):
   ``~/delta_twist_cmds`` ``geometry_msgs/TwistStamped`` (SystemDefaults QoS), ``~/status``,
@@ -67,10 +73,11 @@ from std_msgs.msg import Float64, Int8, String
 from std_srvs.srv import SetBool, Trigger
 
 from rt2_ros.ros.entry import NodeSet, run_nodes
+from rt2_ros.ros.gripper import HAVE_GRIPPER_ACTION, GripperCommand
 from rt2_ros.ros.params import declare_model_parameters, flat_defaults
 from rt2_ros.ros.servo_client import HAVE_MOVEIT_MSGS, ServoCommandType, ServoStatus
 from rt2_ros.servo_interface import StatusCode, resolve_distro, status_to_wire
-from rt2_ros.sim.scene import ARM_JOINTS, FINGER_JOINTS, SceneConfig
+from rt2_ros.sim.scene import _FINGER_MAX_M, ARM_JOINTS, FINGER_JOINTS, SceneConfig
 from rt2_ros.sim.servo_standin import ServoParams
 from rt2_ros.sim.settings import SERVO_PARAM_PREFIX, ServoNodeParams, SimNodeParams
 from rt2_ros.sim.world import SimWorld
@@ -124,7 +131,7 @@ class SimNode(Node):
         self.joint_pub = self.create_publisher(JointState, t.joint_states, 10)
         self.pose_pub = self.create_publisher(PoseStamped, t.ee_pose, 10)
         self.gt_pub = self.create_publisher(String, t.ground_truth, 10)
-        self.tf = TransformBroadcaster(self) if HAVE_TF2 else None  # pragma: no cover
+        self.tf = TransformBroadcaster(self) if HAVE_TF2 else None
 
     def scene_config(self) -> SceneConfig:
         c = self.params.camera
@@ -207,7 +214,7 @@ class SimRunner:
         self.status_pub = s.create_publisher(self._status_type, servo.params.status_topic, qos)
         if distro == "jazzy":
             s.create_service(SetBool, "~/pause_servo", self._srv_pause_setbool)
-            if HAVE_MOVEIT_MSGS:  # pragma: no cover - no moveit_msgs here
+            if HAVE_MOVEIT_MSGS:
                 s.create_service(ServoCommandType, "~/switch_command_type", self._srv_switch)
             else:
                 s.create_service(Trigger, "~/start_servo", self._srv_start)
@@ -219,6 +226,22 @@ class SimRunner:
         sim.create_subscription(Float64, sim.params.topics.gripper, self._on_gripper, 10)
         sim.create_subscription(String, sim.params.topics.instruction, self._on_instruction, 10)
         sim.create_service(Trigger, sim.params.reset_service, self._srv_reset)
+        self.gripper_goals = {"accepted": 0, "rejected": 0, "succeeded": 0, "aborted": 0}
+        self._gripper_goal_seq = 0
+        self._gripper_server = None
+        if sim.params.gripper_action.name and HAVE_GRIPPER_ACTION:
+            from rclpy.action import ActionServer, GoalResponse
+            from rclpy.callback_groups import ReentrantCallbackGroup
+
+            self._goal_response = GoalResponse
+            self._gripper_server = ActionServer(
+                sim,
+                GripperCommand,
+                sim.params.gripper_action.name,
+                execute_callback=self._execute_gripper_goal,
+                goal_callback=self._check_gripper_goal,
+                callback_group=ReentrantCallbackGroup(),
+            )
         self._thread = threading.Thread(target=self._loop, name="rt2_sim_loop", daemon=True)
 
     # -- lifecycle --------------------------------------------------------------------------------
@@ -277,6 +300,75 @@ class SimRunner:
             self.log.warning(f"gripper command {x:.3f} outside [0, 1]: clipped", throttle_duration_sec=1.0)
         self._jobs.put((lambda: self.world.set_gripper(float(x)), None))
 
+    # -- GripperCommand action -------------------------------------------------------------------
+    def _check_gripper_goal(self, goal):
+        """Accept a goal with a finite position in [0, 0.04] m and a finite effort >= 0 N."""
+        pos, effort = goal.command.position, goal.command.max_effort
+        tol = self.sim.params.gripper_action.goal_tolerance_m
+        why = ""
+        if not (math.isfinite(pos) and -tol <= pos <= _FINGER_MAX_M + tol):
+            why = f"position {pos!r} m outside the gripper's range [0, {_FINGER_MAX_M}] m"
+        elif not (math.isfinite(effort) and effort >= 0):
+            why = f"max_effort {effort!r} N is not a finite number >= 0"
+        if why:
+            self.gripper_goals["rejected"] += 1
+            self.log.warning(f"GripperCommand goal rejected: {why}; the gripper holds its last command")
+            return self._goal_response.REJECT
+        self.gripper_goals["accepted"] += 1
+        return self._goal_response.ACCEPT
+
+    def _finger_m(self) -> float:
+        return float(self.call(lambda: self.world.scene.finger_positions()[0]))
+
+    def _execute_gripper_goal(self, goal_handle):
+        """Move the fingers; succeed at the position, abort on a stall (unless allowed) or a newer goal."""
+        cfg = self.sim.params.gripper_action
+        self._gripper_goal_seq += 1
+        seq = self._gripper_goal_seq
+        target = float(goal_handle.request.command.position)
+        effort = float(goal_handle.request.command.max_effort)
+        force = effort if effort > 0 else None
+        result = GripperCommand.Result()
+        result.effort = effort
+        try:
+            self.call(lambda: self.world.set_gripper(min(max(target / _FINGER_MAX_M, 0.0), 1.0), force))
+            last_pos, last_move = self._finger_m(), time.monotonic()
+        except Exception as e:  # noqa: BLE001 - the simulation is gone (shutdown): no motion
+            self.log.warning(f"GripperCommand goal {target:.4f} m aborted: {e}")
+            self.gripper_goals["aborted"] += 1
+            goal_handle.abort()
+            return result
+        pos = last_pos
+        while True:
+            if not self._stop.wait(0.03):
+                try:
+                    pos = self._finger_m()
+                except TimeoutError:  # the loop stopped under us: the shutdown branch below
+                    self._stop.set()
+            result.position = pos
+            if abs(pos - target) <= cfg.goal_tolerance_m:
+                result.reached_goal = True
+                self.gripper_goals["succeeded"] += 1
+                goal_handle.succeed()
+                return result
+            if abs(pos - last_pos) > 0.0005:
+                last_pos, last_move = pos, time.monotonic()
+            stalled = time.monotonic() - last_move >= cfg.stall_timeout_s
+            if stalled and cfg.allow_stalling:
+                result.stalled = True
+                self.gripper_goals["succeeded"] += 1
+                goal_handle.succeed()
+                return result
+            if stalled or seq != self._gripper_goal_seq or self._stop.is_set():
+                result.stalled = stalled
+                why = "stalled" if stalled else "preempted by a newer goal" if not self._stop.is_set() else "shutdown"
+                self.log.warning(
+                    f"GripperCommand goal {target:.4f} m aborted: {why} at {pos:.4f} m", throttle_duration_sec=1.0
+                )
+                self.gripper_goals["aborted"] += 1
+                goal_handle.abort()
+                return result
+
     def _on_instruction(self, msg: String) -> None:
         text = msg.data
         if text.strip():
@@ -329,7 +421,7 @@ class SimRunner:
         response.success, response.message = self._servo_call(self.world.servo.stop)
         return response
 
-    def _srv_switch(self, request, response):  # pragma: no cover - no moveit_msgs here
+    def _srv_switch(self, request, response):
         response.success = self._servo_call(lambda: self.world.servo.set_command_type(int(request.command_type)))
         return response
 
@@ -350,7 +442,7 @@ class SimRunner:
     def _publish_status(self, code: StatusCode, message: str) -> None:
         if self._status_type is Int8:
             self.status_pub.publish(Int8(data=status_to_wire(code, self.distro)))
-        else:  # pragma: no cover - no moveit_msgs here
+        else:
             self.status_pub.publish(self._status_type(code=int(code), message=message))
 
     def _publish_state(self, now_s: float) -> dict:

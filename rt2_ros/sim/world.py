@@ -92,13 +92,14 @@ class SimWorld:
             "blocks": {c: {"position": list(p), "yaw_rad": layout.yaws[c]} for c, p in layout.positions.items()},
         }
 
-    def set_gripper(self, command: float) -> None:
-        """Gripper command in [0, 1], 1 = open (``/rt2/gripper_command``).
+    def set_gripper(self, command: float, force_n: float | None = None) -> None:
+        """Gripper command in [0, 1], 1 = open (``/rt2/gripper_command``), with an optional
+        finger force limit ``force_n`` [N] (a GripperCommand goal's ``max_effort``).
 
         Raises:
             ValueError: NaN/inf or not a number (the gripper holds its last command).
         """
-        self.scene.set_gripper(command)
+        self.scene.set_gripper(command, force_n)
 
     def set_instruction(self, text: str) -> TaskState:
         """Start tracking the task named by ``text`` (success is checked every tick)."""

@@ -1,8 +1,8 @@
 """launch/sim.launch.py, config/sim.yaml and scripts/demo.sh against the code they drive.
 
-``launch`` / ``launch_ros`` do not exist here, so the launch file is parsed with ``ast``
-(never imported); the parameters file is checked against the parameters the nodes
-declare and against the rt2 config schema, so a typo there fails here, not in a demo.
+These checks parse the launch file with ``ast`` (they run without ROS 2 launch; the
+real ``ros2 launch`` runs it in test_ros2_launch.py); the parameters file is checked
+against the parameters the nodes declare and against the rt2 config schema, so a typo there fails here, not in a demo.
 """
 
 from __future__ import annotations
@@ -65,17 +65,19 @@ def test_launch_arguments_are_declared_and_used(tree):
     used |= {
         ast.literal_eval(c.args[0]) for c in _calls(tree, "LaunchConfiguration") if isinstance(c.args[0], ast.Constant)
     }
-    # max_steps / terminate_debounce are read through a loop over (arg, param) pairs
+    # integer arguments are read (and checked) by _int_arg(get, NAME, minimum)
+    used |= {c.args[1].value for c in _calls(tree, "_int_arg") if isinstance(c.args[1], ast.Constant)}
+    # model_path / server_url / max_steps / terminate_debounce are read through loops over (arg, param) pairs
     loop_args = {
         ast.literal_eval(t.elts[0])
         for t in ast.walk(tree)
         if isinstance(t, ast.Tuple)
         and len(t.elts) == 2
         and all(isinstance(e, ast.Constant) and isinstance(e.value, str) for e in t.elts)
-        and ast.literal_eval(t.elts[1]).startswith("control.")
+        and ast.literal_eval(t.elts[1]).startswith(("control.", "policy."))
     }
     assert declared - {"rviz"} <= used | loop_args
-    assert {"backend", "model_path", "episodes", "seed", "out", "record"} <= declared
+    assert {"backend", "model_path", "server_url", "episodes", "seed", "out", "record"} <= declared
 
 
 def test_the_launch_overrides_name_real_parameters(tree):

@@ -16,6 +16,7 @@ pytest.importorskip("pybullet")
 
 from geometry_msgs.msg import PoseStamped, TwistStamped  # noqa: E402
 from rclpy.qos import qos_profile_sensor_data  # noqa: E402
+from ros2_cli import REASON  # noqa: E402
 from ros_helpers import (  # noqa: E402
     DISCOVERY_TIMEOUT_S,
     Collector,
@@ -262,38 +263,70 @@ def test_humble_interface_services_have_humble_types(ros):
     assert "/servo_node/switch_command_type" not in names  # needs moveit_msgs
 
 
-@pytest.fixture
-def jazzy(ros):
+@pytest.fixture(params=["moveit_msgs", "no_moveit_msgs"])
+def jazzy(ros, request, monkeypatch):
+    """The Jazzy interface with moveit_msgs' real types (ServoCommandType, ServoStatus), and
+    without them (a machine lacking moveit_msgs: start_servo to enable, status as Int8)."""
+    import rt2_ros.sim.sim_node as sim_node
+
+    real = request.param == "moveit_msgs"
+    if real and not sim_node.HAVE_MOVEIT_MSGS:
+        pytest.skip(REASON)
+    monkeypatch.setattr(sim_node, "HAVE_MOVEIT_MSGS", real)
     h, humble, probe = ros
     humble.stop()  # one real-time sim loop at a time: two would compete for the CPU (and the GIL)
-    runner = _start(h, "jazzy", prefix="/jz")
-    yield runner, probe
+    # Own topic names per variant: one process cannot hold /status with two types.
+    prefix = "/jz" if real else "/jz_int8"
+    runner = _start(h, "jazzy", prefix=prefix)
+    yield runner, probe, real, prefix
     runner.stop()
     for n in (runner.sim, runner.servo_node):
         h.remove_node(n)
 
 
 def test_jazzy_interface_rejects_an_empty_frame_id_and_pauses_with_setbool(jazzy):
-    runner, probe = jazzy
-    assert wait_until(lambda: "/jz/servo_node/pause_servo" in dict(probe.get_service_names_and_types()), 10.0)
+    runner, probe, real, jz = jazzy
+    assert wait_until(lambda: f"{jz}/servo_node/pause_servo" in dict(probe.get_service_names_and_types()), 10.0)
     names = dict(probe.get_service_names_and_types())
-    assert names["/jz/servo_node/pause_servo"] == ["std_srvs/srv/SetBool"]
-    assert call_service(probe, Trigger, "/jz/servo_node/start_servo", Trigger.Request()).success
-    _reset(probe, "/jz")
-    poses = _pose_collector(probe, "/jz/rt2/ee_pose")
-    status = Collector(probe, Int8, "/jz/servo_node/status", 50)
+    assert names[f"{jz}/servo_node/pause_servo"] == ["std_srvs/srv/SetBool"]
+    if real:
+        from moveit_msgs.msg import ServoStatus
+        from moveit_msgs.srv import ServoCommandType
+
+        assert wait_until(
+            lambda: f"{jz}/servo_node/switch_command_type" in dict(probe.get_service_names_and_types()), 10.0
+        )
+        assert f"{jz}/servo_node/start_servo" not in dict(probe.get_service_names_and_types())
+        # An unknown command type is refused and changes nothing; TWIST enables twists.
+        bad = call_service(
+            probe, ServoCommandType, f"{jz}/servo_node/switch_command_type", ServoCommandType.Request(command_type=7)
+        )
+        assert not bad.success
+        req = ServoCommandType.Request(command_type=ServoCommandType.Request.TWIST)
+        assert call_service(probe, ServoCommandType, f"{jz}/servo_node/switch_command_type", req).success
+        status = Collector(probe, ServoStatus, f"{jz}/servo_node/status", 50)
+        code = lambda m: m.code  # noqa: E731
+    else:
+        assert call_service(probe, Trigger, f"{jz}/servo_node/start_servo", Trigger.Request()).success
+        status = Collector(probe, Int8, f"{jz}/servo_node/status", 50)
+        code = lambda m: m.data  # noqa: E731
+    _reset(probe, jz)
+    poses = _pose_collector(probe, f"{jz}/rt2/ee_pose")
     assert wait_for_publishers(status.sub)
-    tw = TwistStreamer(probe, "/jz/servo_node/delta_twist_cmds")
+    tw = TwistStreamer(probe, f"{jz}/servo_node/delta_twist_cmds")
     p0 = _settled_pos(poses)
     tw.run(0.6, linear=(0.1, 0, 0), frame="")
     assert np.linalg.norm(_settled_pos(poses) - p0) < 0.002
-    assert any(m.data == -1 for m in status.messages)
-    res = call_service(probe, SetBool, "/jz/servo_node/pause_servo", SetBool.Request(data=True))
+    invalid = [m for m in status.messages if code(m) == -1]
+    assert invalid
+    if real:
+        assert invalid[0].message == "Invalid"  # ServoStatus carries MoveIt's status text
+    res = call_service(probe, SetBool, f"{jz}/servo_node/pause_servo", SetBool.Request(data=True))
     assert res.success and res.message == "Servoing disabled"
     p0 = _settled_pos(poses)
     tw.run(0.5, linear=(0.1, 0, 0))
     assert np.linalg.norm(_settled_pos(poses) - p0) < 0.002
-    res = call_service(probe, SetBool, "/jz/servo_node/pause_servo", SetBool.Request(data=False))
+    res = call_service(probe, SetBool, f"{jz}/servo_node/pause_servo", SetBool.Request(data=False))
     assert res.success and res.message == "Servoing enabled"
     tw.run(0.5, linear=(0.1, 0, 0))
     assert _settled_pos(poses)[0] - p0[0] > 0.02
