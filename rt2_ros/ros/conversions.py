@@ -1,13 +1,8 @@
 """ROS message <-> numpy / core-type conversions for the rt2 node (rclpy message types).
 
-* Images: ``sensor_msgs/Image`` -> ``uint8 (H, W, 3)`` RGB. With ``cv_bridge``
-  importable its ``imgmsg_to_cv2`` does the conversion; otherwise (and always for the
-  rgb8 fast path) ``np.frombuffer`` over the message buffer, which is zero-copy for
-  ``rgb8`` without row padding (``shared/docs/ros2-on-this-machine.md``: microseconds
-  against milliseconds for a list copy). Channel-order changes (bgr8, rgba8, ...)
-  cost one copy so the policy always gets a C-contiguous array.
-* ``sensor_msgs/CompressedImage`` decodes with OpenCV when importable, else Pillow
-  (both well-kept decoders; we never parse JPEG/PNG ourselves).
+* Images: ``sensor_msgs/Image`` / ``CompressedImage`` -> ``uint8 (H, W, 3)`` RGB with
+  :mod:`rt2_ros.images` (zero-copy for unpadded ``rgb8``), or ``cv_bridge`` for the
+  channel conversion when it is importable.
 * Stamps: ``builtin_interfaces/Time`` <-> seconds (float).
 * Core types (:class:`~rt2_ros.motion.Twist`, :class:`~rt2_ros.controller.StepOutcome`,
   :class:`~rt2_ros.episode.Transition`) -> ``TwistStamped``, ``RT2Action``,
@@ -19,7 +14,6 @@ can log a rejection and keep its safe state.
 
 from __future__ import annotations
 
-import io
 import math
 
 import numpy as np
@@ -27,6 +21,7 @@ from builtin_interfaces.msg import Time as TimeMsg
 from geometry_msgs.msg import TwistStamped
 from sensor_msgs.msg import CompressedImage, Image
 
+from rt2_ros.images import MAX_IMAGE_PIXELS, SUPPORTED_ENCODINGS, decode_compressed, pixel_view, raw_to_rgb
 from rt2_ros.motion import Twist
 
 __all__ = [
@@ -43,15 +38,7 @@ __all__ = [
     "outcome_to_action_msg",
     "transition_to_episode_msg",
     "HAVE_CV_BRIDGE",
-    "HAVE_CV2",
 ]
-
-#: Encodings we turn into RGB (sensor_msgs/image_encodings.hpp names); channels per pixel.
-SUPPORTED_ENCODINGS = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1, "8UC3": 3, "8UC1": 1}
-
-#: Largest image accepted (pixels); a bigger frame is a misconfigured camera or a
-#: decompression bomb, not a policy input.
-MAX_IMAGE_PIXELS = 4096 * 4096
 
 try:  # pragma: no cover - cv_bridge is not installable on the project's machines
     from cv_bridge import CvBridge, CvBridgeError  # type: ignore
@@ -63,104 +50,36 @@ except ImportError:
     _BRIDGE = None
     CvBridgeError = Exception  # type: ignore[misc,assignment]
 
-try:  # pragma: no cover - OpenCV is optional
-    import cv2  # type: ignore
-
-    HAVE_CV2 = True
-except ImportError:
-    cv2 = None
-    HAVE_CV2 = False
-
-
-def _check_dims(height: int, width: int) -> None:
-    if height < 1 or width < 1:
-        raise ValueError(f"image has no pixels ({width}x{height})")
-    if height * width > MAX_IMAGE_PIXELS:
-        raise ValueError(f"image too large ({width}x{height} > {MAX_IMAGE_PIXELS} pixels)")
-
-
-def _numpy_view(msg: Image, channels: int) -> np.ndarray:
-    """``uint8 (H, W, channels)`` view on ``msg.data`` honouring ``step`` padding."""
-    h, w, step = int(msg.height), int(msg.width), int(msg.step)
-    row = w * channels
-    if step < row:
-        raise ValueError(f"image step {step} is smaller than width*channels = {row} ({msg.encoding})")
-    buf = np.frombuffer(msg.data, dtype=np.uint8)
-    if buf.size != step * h:
-        raise ValueError(f"image data has {buf.size} bytes; {w}x{h} {msg.encoding} with step {step} needs {step * h}")
-    if step == row:
-        return buf.reshape(h, w, channels)
-    rows = np.lib.stride_tricks.as_strided(buf, shape=(h, row), strides=(step, 1), writeable=False)
-    return rows.reshape(h, w, channels)
-
 
 def image_msg_to_rgb(msg: Image) -> np.ndarray:
-    """``sensor_msgs/Image`` -> ``uint8 (H, W, 3)`` RGB.
-
-    Zero-copy for ``rgb8`` (and ``8UC3``, taken as RGB) without row padding; one copy
-    for ``bgr8``, ``rgba8``, ``bgra8``, ``mono8``/``8UC1`` and padded rows. Uses
-    ``cv_bridge`` for the channel conversion when it is importable.
+    """``sensor_msgs/Image`` -> ``uint8 (H, W, 3)`` RGB (:func:`rt2_ros.images.raw_to_rgb`:
+    zero-copy for unpadded ``rgb8``). Uses ``cv_bridge`` for the channel conversion when
+    it is importable.
 
     Raises:
         ValueError: unsupported encoding (16-bit and float images such as depth
-            ``16UC1``/``32FC1``, Bayer), empty or oversized image, or data shorter
-            than ``step * height``.
+            ``16UC1``/``32FC1``, Bayer), empty or oversized image, or data that is not
+            ``step * height`` bytes.
     """
     enc = str(msg.encoding)
-    if enc not in SUPPORTED_ENCODINGS:
-        hint = ""
-        if enc.startswith(("16", "32", "64", "mono16")) or "FC" in enc:
-            hint = " (a depth or 16-bit image? the policy needs the colour stream: remap the camera topic)"
-        raise ValueError(f"unsupported image encoding {enc!r}{hint}; supported: {sorted(SUPPORTED_ENCODINGS)}")
-    _check_dims(int(msg.height), int(msg.width))
-    channels = SUPPORTED_ENCODINGS[enc]
     if HAVE_CV_BRIDGE and enc not in ("rgb8", "8UC3"):  # pragma: no cover - no cv_bridge here
-        _numpy_view(msg, channels)  # same size checks as the numpy path
+        pixel_view(msg.data, msg.height, msg.width, msg.step, enc)  # same checks as the numpy path
         try:
             out = _BRIDGE.imgmsg_to_cv2(msg, desired_encoding="rgb8")
         except CvBridgeError as e:
             raise ValueError(f"cv_bridge could not convert {enc} image: {e}") from None
         return np.ascontiguousarray(out, dtype=np.uint8)
-    view = _numpy_view(msg, channels)
-    if enc in ("rgb8", "8UC3"):
-        return view if view.flags.c_contiguous else np.ascontiguousarray(view)
-    if enc == "bgr8":
-        return np.ascontiguousarray(view[:, :, ::-1])
-    if enc == "rgba8":
-        return np.ascontiguousarray(view[:, :, :3])
-    if enc == "bgra8":
-        return np.ascontiguousarray(view[:, :, 2::-1])
-    return np.repeat(view, 3, axis=2)  # mono8 / 8UC1: grey to RGB (a new array)
+    return raw_to_rgb(msg.data, msg.height, msg.width, msg.step, enc)
 
 
 def compressed_msg_to_rgb(msg: CompressedImage) -> np.ndarray:
-    """``sensor_msgs/CompressedImage`` (JPEG, PNG, ...) -> ``uint8 (H, W, 3)`` RGB.
-
-    Decodes with OpenCV when importable, else Pillow; both read the format from the
-    data, so ``msg.format`` is informational.
+    """``sensor_msgs/CompressedImage`` (JPEG, PNG, ...) -> ``uint8 (H, W, 3)`` RGB
+    (:func:`rt2_ros.images.decode_compressed`: OpenCV when importable, else Pillow).
 
     Raises:
         ValueError: empty or undecodable data, or an oversized image.
     """
-    data = bytes(msg.data)
-    if not data:
-        raise ValueError("compressed image is empty")
-    if HAVE_CV2:  # pragma: no cover - OpenCV is not installed here
-        arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-        if arr is None:
-            raise ValueError(f"cannot decode compressed image (format {msg.format!r})")
-        _check_dims(arr.shape[0], arr.shape[1])
-        return np.ascontiguousarray(arr[:, :, ::-1])
-    from PIL import Image as PILImage
-    from PIL import UnidentifiedImageError
-
-    try:
-        with PILImage.open(io.BytesIO(data)) as im:
-            _check_dims(im.height, im.width)  # before decoding the pixels
-            rgb = im.convert("RGB")
-    except (UnidentifiedImageError, OSError, SyntaxError, PILImage.DecompressionBombError) as e:
-        raise ValueError(f"cannot decode compressed image (format {msg.format!r}): {e}") from None
-    return np.asarray(rgb, dtype=np.uint8)
+    return decode_compressed(msg.data, msg.format)
 
 
 def rgb_to_image_msg(image: np.ndarray, stamp: TimeMsg | None = None, frame_id: str = "") -> Image:

@@ -53,7 +53,6 @@ into the bag, what, control steps lost) and the rest of the data is used.
 from __future__ import annotations
 
 import dataclasses
-import io
 import logging
 import math
 from pathlib import Path
@@ -61,6 +60,8 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 from scipy.spatial.transform import Rotation
+
+from rt2_ros.images import decode_compressed, raw_to_rgb
 
 __all__ = [
     "BagTopics",
@@ -90,7 +91,6 @@ _IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/Image")
 _COMPRESSED_TYPES = ("sensor_msgs/msg/CompressedImage", "sensor_msgs/CompressedImage")
 #: Time tolerance of lookups (float seconds from integer nanoseconds), s.
 _EPS = 1e-6
-_ENCODINGS = {"rgb8": 3, "8UC3": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1, "8UC1": 1}
 
 
 def camera_name(topic: str) -> str:
@@ -311,39 +311,15 @@ def find_bags(inputs: Iterable[str | Path]) -> list[Path]:
 
 
 def decode_image(msg: Any, compressed: bool) -> np.ndarray:
-    """A decoded ``sensor_msgs/Image`` or ``CompressedImage`` -> ``uint8 (H, W, 3)`` RGB.
+    """A decoded ``sensor_msgs/Image`` or ``CompressedImage`` -> ``uint8 (H, W, 3)`` RGB, the
+    node's own decoding (:mod:`rt2_ros.images`), as a writable copy.
 
     Raises:
         ValueError: unsupported encoding, sizes that do not match the data, undecodable bytes.
     """
     if compressed:
-        from PIL import Image as PILImage
-
-        data = bytes(msg.data)
-        if not data:
-            raise ValueError("empty compressed image")
-        try:
-            with PILImage.open(io.BytesIO(data)) as im:
-                return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
-        except Exception as e:  # noqa: BLE001 - Pillow raises many types for bad data
-            raise ValueError(f"cannot decode compressed image ({msg.format!r}): {e}") from None
-    enc = str(msg.encoding)
-    if enc not in _ENCODINGS:
-        raise ValueError(f"unsupported image encoding {enc!r} (supported: {sorted(_ENCODINGS)})")
-    h, w, step, ch = int(msg.height), int(msg.width), int(msg.step), _ENCODINGS[enc]
-    data = bytes(msg.data)
-    if h <= 0 or w <= 0 or step < w * ch or len(data) < step * h:
-        raise ValueError(f"image {w}x{h} {enc} step {step} does not match its {len(data)} bytes")
-    view = np.frombuffer(data, np.uint8, count=step * h).reshape(h, step)[:, : w * ch].reshape(h, w, ch)
-    if enc in ("rgb8", "8UC3"):
-        return view.copy()
-    if enc == "bgr8":
-        return np.ascontiguousarray(view[:, :, ::-1])
-    if enc == "rgba8":
-        return np.ascontiguousarray(view[:, :, :3])
-    if enc == "bgra8":
-        return np.ascontiguousarray(view[:, :, 2::-1])
-    return np.repeat(view, 3, axis=2)
+        return np.array(decode_compressed(msg.data, msg.format))
+    return np.array(raw_to_rgb(bytes(msg.data), msg.height, msg.width, msg.step, msg.encoding))
 
 
 def _pose_from_msg(pose: Any) -> np.ndarray:

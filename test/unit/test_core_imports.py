@@ -17,6 +17,7 @@ CORE = [
     "rt2_ros.throttle",
     "rt2_ros.overlay",
     "rt2_ros.frames",
+    "rt2_ros.images",
     "rt2_ros.factory",
     "rt2_ros.cli",
     "rt2_ros.policies.base",
