@@ -7,20 +7,15 @@ Threads (``MultiThreadedExecutor``, see :func:`main`):
 
 * **servo timer** (own mutually exclusive callback group, ``control.servo_rate_hz``):
   :meth:`Controller.servo_command` -> ``geometry_msgs/TwistStamped`` on
-  ``topics.twist``, stamped with the node clock (``use_sim_time`` works), frame_id =
-  ``frames.command_frame``. Published while an episode runs, plus
-  :data:`~rt2_ros.servo_stream.ZERO_BURST_S` of zero twists after every stop, then
-  quiet (MoveIt Servo treats a silent stream as stale and halts anyway); the timing
-  lives in :class:`rt2_ros.servo_stream.ServoStream`.
-* **control worker** (a plain thread, not an executor callback): once per
-  ``control.period_s`` (:class:`rt2_ros.servo_stream.ControlGrid`)
-  :meth:`Controller.step` runs the policy on the newest image. A slow model therefore
-  never delays the servo timer.
-* **inputs** (reentrant group): camera (``sensor_msgs/Image``, optional
-  ``CompressedImage``; sensor-data QoS), instruction (``std_msgs/String``),
-  end-effector pose (TF when ``tf2_ros`` is importable, else ``PoseStamped``),
-  MoveIt Servo status, and the services ``/rt2/stop`` (Trigger), ``/rt2/e_stop``
-  (SetBool), ``/rt2/reset`` (Trigger).
+  ``topics.twist`` (node clock stamps, frame_id ``frames.command_frame``) while an
+  episode runs, plus :data:`~rt2_ros.servo_stream.ZERO_BURST_S` of zero twists after
+  every stop, then quiet (:class:`rt2_ros.servo_stream.ServoStream`). Nothing else runs
+  there: TF lookups and markers are a second timer on the input group.
+* **control worker** (a plain thread): once per ``control.period_s`` (:class:`ControlGrid`)
+  :meth:`Controller.step` runs the policy on the newest image; the model itself runs in
+  a child process by default (:mod:`rt2_ros.remote.child`), so it never holds this GIL.
+* **inputs** (reentrant group): camera, instruction, end-effector pose (TF or
+  ``PoseStamped``), Servo status, the services ``/rt2/stop``, ``/rt2/e_stop``, ``/rt2/reset``.
 
 Outputs besides twists: ``rt2_ros/RT2Action`` per control step, ``rt2_ros/EpisodeStatus``
 per episode transition, the gripper command (:mod:`~rt2_ros.ros.gripper`),
@@ -35,6 +30,7 @@ Run without ``ros2 launch``::
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
 import time
@@ -61,6 +57,7 @@ from rt2_ros.ros.gripper import GripperOutput
 from rt2_ros.ros.homing import Homing
 from rt2_ros.ros.markers import NodeVisuals
 from rt2_ros.ros.params import declare_config_parameters, refuse_parameter_changes
+from rt2_ros.ros.pylog import bridge_python_logging
 from rt2_ros.ros.servo_client import ServoClient
 from rt2_ros.servo_stream import GIL_SWITCH_INTERVAL_S, ZERO_BURST_S, ControlGrid, ServoStream
 from rt2_ros.throttle import InputLog
@@ -106,7 +103,8 @@ class Rt2Node(Node):
         try:
             self._setup(policy, start_worker)
         except BaseException:
-            self.destroy_node()  # a half-built node must not linger in the graph
+            self.destroy_node()  # a half-built node must not linger in the graph (nor its policy child)
+            self._close_policy()
             raise
 
     def _setup(self, policy: Policy | None, start_worker: bool) -> None:
@@ -156,9 +154,9 @@ class Rt2Node(Node):
         self.create_service(Trigger, RESET_SERVICE, self._srv_reset, callback_group=g)
         self.homing = Homing(self, cfg.reset, callback_group=g)
 
-        self._servo_timer = self.create_timer(
-            1.0 / cfg.control.servo_rate_hz, self._servo_tick, callback_group=self._servo_group
-        )
+        self._last_cmd, period = None, 1.0 / cfg.control.servo_rate_hz
+        self._servo_timer = self.create_timer(period, self._servo_tick, callback_group=self._servo_group)
+        self._side_timer = self.create_timer(period, self._side_tick, callback_group=g)
         self._worker = threading.Thread(target=self._worker_loop, name="rt2_control", daemon=True)
         if start_worker:
             self._worker.start()
@@ -203,22 +201,25 @@ class Rt2Node(Node):
                     self._publish_twist(Twist.zero(), stamp)
                     self._stream.on_stop(now.nanoseconds * 1e-9, self.controller.running)
 
-    # -- servo timer ---------------------------------------------------------------------------
+    # -- servo timer: the twist first, nothing slow (TF and markers are on _side_tick) ---------
     def _servo_tick(self) -> None:
         with self._pub_lock:
             now = self.get_clock().now()
             now_s = now.nanoseconds * 1e-9
-            self.ee_pose.update_from_tf(now_s)
-            cmd = self.controller.servo_command(now_s)
-            running = self.controller.running
-            tick = self._stream.tick(now_s, running)
+            self._last_cmd = cmd = self.controller.servo_command(now_s)
+            tick = self._stream.tick(now_s, self.controller.running)
             if tick.publish:
                 self._publish_twist(cmd.twist, now.to_msg())
             elif tick.pause_servo:
                 self.servo.pause()
             self._handle_transitions()
-            if self._stream.markers_due(now_s, running):
-                self.visuals.publish_markers(self.ee_pose.anchor, cmd.twist, now.to_msg(), cmd.stop)
+
+    def _side_tick(self) -> None:  # TF and markers: on the input group, beside the servo timer
+        now_s = self.now_s()
+        self.ee_pose.update_from_tf(now_s)
+        cmd = self._last_cmd
+        if cmd is not None and self._stream.markers_due(now_s, self.controller.running):
+            self.visuals.publish_markers(self.ee_pose.anchor, cmd.twist, self.get_clock().now().to_msg(), cmd.stop)
 
     # -- control worker ------------------------------------------------------------------------
     def _worker_loop(self) -> None:
@@ -347,6 +348,7 @@ class Rt2Node(Node):
         self._stop_evt.set()
         self._wake.set()
         self._servo_timer.cancel()
+        self._side_timer.cancel()
         if self._worker.is_alive():
             self._worker.join(timeout_s)
         try:
@@ -356,11 +358,12 @@ class Rt2Node(Node):
                 self._publish_twist(Twist.zero(), self.get_clock().now().to_msg())
         except Exception as e:  # noqa: BLE001 - context already gone: nothing left to tell
             self.log.debug(f"final zero twist not sent: {e}")
-        if self._owns_policy:
-            try:
+        self._close_policy()
+
+    def _close_policy(self) -> None:
+        if getattr(self, "_owns_policy", False) and getattr(self, "policy", None) is not None:
+            with contextlib.suppress(Exception):  # noqa: BLE001 - stopping anyway
                 self.policy.close()
-            except Exception:  # noqa: BLE001
-                pass
 
 
 # -- entry point ---------------------------------------------------------------------------
@@ -378,15 +381,14 @@ def main(argv: list[str] | None = None, policy: Policy | None = None) -> int:
     0 clean shutdown, 1 the policy could not be built, 2 invalid parameters.
     """
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
+    bridge_python_logging()  # the policy child's output and the remote client's lines
 
     def build(ns: NodeSet) -> None:
         node = ns.add(Rt2Node(policy=policy))
-        ns.on_start.append(
-            lambda: node.log.info(
-                f"ready: send an instruction, e.g. ros2 topic pub --once {node.cfg.topics.instruction} "
-                "std_msgs/msg/String \"data: 'pick up the red block'\""
-            )
+        pub = (
+            f"ros2 topic pub --once {node.cfg.topics.instruction} std_msgs/msg/String \"data: 'pick up the red block'\""
         )
+        ns.on_start.append(lambda: node.log.info(f"ready: send an instruction, e.g. {pub}"))
         # Let the last zero twist leave before the participant goes.
         ns.on_stop += [node.shutdown, lambda: time.sleep(0.05)]
 
