@@ -34,7 +34,9 @@ Supervision (:class:`ChildPolicy`):
   :class:`PolicyError` ("no action": zero twist); it is restarted after
   :class:`~rt2_ros.backoff.Backoff` (0.5 s doubling to 10 s, reset after 30 s up).
 * **hangs**: asked, but no frame at all (not even a late reply) for
-  ``policy.child_hang_timeout_s``: killed (SIGKILL) and restarted as above.
+  ``policy.child_hang_timeout_s``, or a call stuck that long (checked by the
+  supervisor thread, so a call blocked on the socket is caught too): killed
+  (SIGKILL) and restarted as above; the stuck call then fails.
 * **output**: every line of the child's stdout/stderr goes to the logger
   ``rt2_ros.child`` at the child's own level (the node forwards ``rt2_ros.*`` to its
   ROS log); the last lines are quoted when a start fails.
@@ -74,6 +76,8 @@ LISTENING = "rt2-ros serve: listening on"
 _LOG_LINE = re.compile(r"^\S+ \S+ (DEBUG|INFO|WARNING|ERROR|CRITICAL) (\S+): (.*)$")
 #: Seconds a stopping child gets between SIGTERM and SIGKILL.
 TERM_GRACE_S = 3.0
+#: How often the supervisor checks for a hung child, s.
+WATCH_PERIOD_S = 0.25
 
 
 class _Child:
@@ -237,7 +241,9 @@ class ChildPolicy(Policy):
         self._child: _Child | None = None
         self._client: RemotePolicy | None = None
         self._up = threading.Event()
+        #: Start of the oldest call not answered yet, and of the call in progress (monotonic s).
         self._pending_since: float | None = None
+        self._in_call_since: float | None = None
         self.restarts = 0
         self.metadata = PolicyMetadata(
             action_format=cfg.action.format,
@@ -314,7 +320,11 @@ class ChildPolicy(Policy):
         while not self._closing.is_set():
             child = self._child
             if child is not None:
-                rc = child.proc.wait()
+                try:
+                    rc = child.proc.wait(WATCH_PERIOD_S)
+                except subprocess.TimeoutExpired:
+                    self._watch_hang(child)
+                    continue
                 self._up.clear()
                 if self._closing.is_set():
                     return
@@ -351,30 +361,33 @@ class ChildPolicy(Policy):
             raise PolicyError("policy child is not running (restarting)")
         t_call = time.monotonic()
         with self._lock:
+            self._in_call_since = t_call
             if self._pending_since is None:
                 self._pending_since = t_call
         try:
             results = client.infer_batch(observations)
-        except PolicyError:
-            self._check_hang(client, t_call)
-            raise
+        finally:
+            with self._lock:
+                self._in_call_since = None
         with self._lock:
             self._pending_since = None
         return results
 
-    def _check_hang(self, client: RemotePolicy, t_call: float) -> None:
-        """After a failed call: kill the child when it was asked but sent nothing at all
-        (not even a late reply) for ``hang_timeout_s``."""
+    def _watch_hang(self, child: _Child) -> None:
+        """Kill the child when it was asked but sent nothing at all (not even a late reply)
+        for ``hang_timeout_s``; also when a call is stuck (e.g. sending to a stopped child).
+        Runs on the supervisor thread every :data:`WATCH_PERIOD_S`."""
         now = time.monotonic()
         with self._lock:
-            if client is not self._client or self._pending_since is None:
+            client, since = self._client, self._pending_since
+            if since is None or client is None or not self._up.is_set():
                 return
-            if client.last_frame_s is not None and client.last_frame_s >= self._pending_since:
-                self._pending_since = t_call  # it answers, slowly: wait for this call's reply
+            if client.last_frame_s is not None and client.last_frame_s > since:
+                # It answers, if late: only a call in progress is still waiting.
+                self._pending_since = self._in_call_since
                 return
-            silent_s = now - self._pending_since
-            child = self._child
-        if silent_s >= self.hang_timeout_s and child is not None and self._up.is_set():
+        silent_s = now - since
+        if silent_s >= self.hang_timeout_s:
             self._up.clear()
             log.error("policy child %d sent nothing for %.1f s while asked: killing it (hung)", child.pid, silent_s)
             child.kill(f"hung (no reply for {silent_s:.1f} s)")
@@ -384,14 +397,18 @@ class ChildPolicy(Policy):
 
     # -- shutdown --------------------------------------------------------------------------
     def _stop_child(self) -> None:
+        """The child first (that unblocks a call stuck on its socket), then the client,
+        whose close waits for such a call: on a helper thread, at most 2 s."""
         with self._lock:
             child, client = self._child, self._client
             self._client = None
         self._up.clear()
-        if client is not None:
-            client.close()
         if child is not None:
             child.stop()
+        if client is not None:
+            t = threading.Thread(target=client.close, name="rt2-child-client-close", daemon=True)
+            t.start()
+            t.join(2.0)
 
     def close(self) -> None:
         """Stop the child (SIGTERM, SIGKILL after 3 s) and the supervisor; bounded, idempotent."""
