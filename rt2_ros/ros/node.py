@@ -3,29 +3,21 @@
 The node converts messages, calls the controller, and publishes what it returns; the
 policy, the episode logic and the safety envelope live in the ROS-free core.
 
-Threads (``MultiThreadedExecutor``, see :func:`main`):
+Threads (callbacks on a ``MultiThreadedExecutor``, see :func:`main`):
 
-* **servo timer** (own mutually exclusive callback group, ``control.servo_rate_hz``):
-  :meth:`Controller.servo_command` -> ``geometry_msgs/TwistStamped`` on
-  ``topics.twist`` (node clock stamps, frame_id ``frames.command_frame``) while an
-  episode runs, plus :data:`~rt2_ros.servo_stream.ZERO_BURST_S` of zero twists after
-  every stop, then quiet (:class:`rt2_ros.servo_stream.ServoStream`). Nothing else runs
-  there: TF lookups and markers are a second timer on the input group.
+* **servo stream** (own thread, :class:`~rt2_ros.periodic.PeriodicThread`, wall clock, not
+  an executor timer): twists on ``topics.twist`` while an episode runs and ``ZERO_BURST_S``
+  after a stop (:class:`~rt2_ros.servo_stream.ServoStream`); nothing else (TF, markers: a timer).
 * **control worker** (a plain thread): once per ``control.period_s`` (:class:`ControlGrid`)
   :meth:`Controller.step` runs the policy on the newest image; the model itself runs in
   a child process by default (:mod:`rt2_ros.remote.child`), so it never holds this GIL.
 * **inputs** (reentrant group): camera, instruction, end-effector pose (TF or
   ``PoseStamped``), Servo status, the services ``/rt2/stop``, ``/rt2/e_stop``, ``/rt2/reset``.
 
-Outputs besides twists: ``rt2_ros/RT2Action`` per control step, ``rt2_ros/EpisodeStatus``
-per episode transition, the gripper command (:mod:`~rt2_ros.ros.gripper`),
-``visualization_msgs/MarkerArray`` and an annotated camera image (:mod:`~rt2_ros.ros.markers`).
-Parameters: every leaf of :class:`rt2_ros.config.RT2Config`, typed, ranged, described,
-read-only (validated once at start-up; :mod:`rt2_ros.ros.params`).
-
-Run without ``ros2 launch``::
-
-    python -m rt2_ros.ros.node --ros-args --params-file config/rt2.yaml -p policy.model_path:=/path/to/model
+Outputs besides twists: ``RT2Action`` per step, ``EpisodeStatus`` per transition, the gripper
+(:mod:`~rt2_ros.ros.gripper`), markers and an annotated image (:mod:`~rt2_ros.ros.markers`).
+Parameters: every leaf of :class:`rt2_ros.config.RT2Config`, read-only (:mod:`~rt2_ros.ros.params`).
+Run: ``python -m rt2_ros.ros.node --ros-args --params-file config/rt2.yaml -p policy.model_path:=DIR``.
 """
 
 from __future__ import annotations
@@ -37,7 +29,7 @@ import time
 from typing import Any
 
 from geometry_msgs.msg import TwistStamped
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile
@@ -48,6 +40,7 @@ from rt2_ros.config import ConfigError
 from rt2_ros.controller import Controller, StepOutcome
 from rt2_ros.episode import EpisodeState
 from rt2_ros.motion import Twist
+from rt2_ros.periodic import PeriodicThread
 from rt2_ros.policies.base import Policy
 from rt2_ros.ros.camera import ImageInput
 from rt2_ros.ros.conversions import import_rt2_msgs, outcome_to_action_msg, transition_to_episode_msg, twist_to_msg
@@ -132,7 +125,6 @@ class Rt2Node(Node):
         self._stream = ServoStream()
         self._grid = ControlGrid(cfg.control.period_s)
 
-        self._servo_group = MutuallyExclusiveCallbackGroup()
         self._input_group = g = ReentrantCallbackGroup()
         t = cfg.topics
 
@@ -155,11 +147,20 @@ class Rt2Node(Node):
         self.homing = Homing(self, cfg.reset, callback_group=g)
 
         self._last_cmd, period = None, 1.0 / cfg.control.servo_rate_hz
-        self._servo_timer = self.create_timer(period, self._servo_tick, callback_group=self._servo_group)
+        warn = self._warn_once  # a failing tick is logged once, the stream goes on
+        self._servo_loop = PeriodicThread(
+            period, self._servo_tick, on_error=lambda e: warn("tick", f"servo tick: {e!r}")
+        )
         self._side_timer = self.create_timer(period, self._side_tick, callback_group=g)
         self._worker = threading.Thread(target=self._worker_loop, name="rt2_control", daemon=True)
+        self._servo_loop.start()
         if start_worker:
             self._worker.start()
+
+    def destroy_node(self) -> None:
+        if hasattr(self, "_servo_loop"):
+            self._servo_loop.stop()
+        super().destroy_node()
 
     # -- helpers -------------------------------------------------------------------------
     def now_s(self) -> float:
@@ -182,8 +183,7 @@ class Rt2Node(Node):
             ts = self.controller.drain_transitions()
             if not ts:
                 return
-            now = self.get_clock().now()
-            stamp = now.to_msg()
+            stamp = (now := self.get_clock().now()).to_msg()
             for t in ts:
                 self.episode_pub.publish(transition_to_episode_msg(t, stamp))
                 if t.state is EpisodeState.RUNNING:
@@ -201,7 +201,7 @@ class Rt2Node(Node):
                     self._publish_twist(Twist.zero(), stamp)
                     self._stream.on_stop(now.nanoseconds * 1e-9, self.controller.running)
 
-    # -- servo timer: the twist first, nothing slow (TF and markers are on _side_tick) ---------
+    # -- servo stream: the twist first, nothing slow (TF and markers are on _side_tick) --------
     def _servo_tick(self) -> None:
         with self._pub_lock:
             now = self.get_clock().now()
@@ -347,7 +347,7 @@ class Rt2Node(Node):
         ``destroy_node``; the context must still be valid)."""
         self._stop_evt.set()
         self._wake.set()
-        self._servo_timer.cancel()
+        self._servo_loop.stop()
         self._side_timer.cancel()
         if self._worker.is_alive():
             self._worker.join(timeout_s)
