@@ -17,8 +17,8 @@ Configurations (``--configs``):
   behind a separate ``rt2-ros serve`` (``policy.backend: remote``);
 * ``small-inproc`` / ``small-child``: the ~60 M-parameter test model, same;
 * a suffix ``@events`` runs the node on rclpy's ``EventsExecutor`` instead of the
-  4-thread ``MultiThreadedExecutor``; ``@gil5`` with Python's default 5 ms GIL switch
-  interval instead of the node's 1 ms.
+  4-thread ``MultiThreadedExecutor``; ``@gil5`` / ``@gil1`` force a 5 ms / 1 ms GIL switch
+  interval (by default the node sets 1 ms only with the model in its own process).
 
 Not a test: numbers depend on the machine and its load. Usage::
 
@@ -147,7 +147,7 @@ def role_subscriber(duration_s: float, warmup_s: float, out: str) -> int:
     return 0
 
 
-def role_node(executor: str, gil_s: float, ros_args: list[str]) -> int:
+def role_node(executor: str, gil_s: float | None, ros_args: list[str]) -> int:
     import rt2_ros.ros.entry as entry
     import rt2_ros.ros.node as node_mod
 
@@ -155,7 +155,9 @@ def role_node(executor: str, gil_s: float, ros_args: list[str]) -> int:
         from rclpy.experimental import EventsExecutor
 
         entry.MultiThreadedExecutor = lambda num_threads=None: EventsExecutor()
-    node_mod.GIL_SWITCH_INTERVAL_S = gil_s
+    if gil_s is not None:  # forced for every configuration (else the node decides)
+        node_mod.GIL_SWITCH_INTERVAL_S = gil_s
+        sys.setswitchinterval(gil_s)
     return node_mod.main([sys.argv[0], "--ros-args", *ros_args])
 
 
@@ -225,8 +227,7 @@ def run_config(name: str, args, models: dict[str, Path], env: dict, tmp: Path) -
             "node",
             "--executor",
             "events" if variant == "events" else "multi",
-            "--gil",
-            "0.005" if variant == "gil5" else "0.001",
+            *({"gil5": ["--gil", "0.005"], "gil1": ["--gil", "0.001"]}.get(variant, [])),
             "--",
             *ros_args,
         ],
@@ -296,7 +297,7 @@ def main() -> int:
     p.add_argument("--configs", nargs="+", default=DEFAULT_CONFIGS, help=f"default: {' '.join(DEFAULT_CONFIGS)}")
     p.add_argument("--models", default=str(ROOT / "out" / "models"), help="where the test models are (built if absent)")
     p.add_argument("--executor", default="multi", help=argparse.SUPPRESS)
-    p.add_argument("--gil", type=float, default=0.001, help=argparse.SUPPRESS)
+    p.add_argument("--gil", type=float, default=None, help=argparse.SUPPRESS)
     p.add_argument("ros_args", nargs="*", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.role == "camera":

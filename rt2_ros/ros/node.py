@@ -111,6 +111,8 @@ class Rt2Node(Node):
             f"rt2_node: control {1 / cfg.control.period_s:.1f} Hz, servo {cfg.control.servo_rate_hz:.0f} Hz, "
             f"twists on {cfg.topics.twist} in {cfg.frames.command_frame}"
         )
+        if cfg.policy.backend == "local" and cfg.policy.process == "in_process":  # the model's loop holds the GIL
+            sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)  # (README: Servo stream under load)
         self._owns_policy = policy is None
         if policy is None:
             from rt2_ros.factory import make_policy
@@ -147,10 +149,8 @@ class Rt2Node(Node):
         self.homing = Homing(self, cfg.reset, callback_group=g)
 
         self._last_cmd, period = None, 1.0 / cfg.control.servo_rate_hz
-        warn = self._warn_once  # a failing tick is logged once, the stream goes on
-        self._servo_loop = PeriodicThread(
-            period, self._servo_tick, on_error=lambda e: warn("tick", f"servo tick: {e!r}")
-        )
+        tick_error = lambda e: self._warn_once("tick", f"servo tick: {e!r}")  # noqa: E731 - once; ticks go on
+        self._servo_loop = PeriodicThread(period, self._servo_tick, on_error=tick_error)
         self._side_timer = self.create_timer(period, self._side_tick, callback_group=g)
         self._worker = threading.Thread(target=self._worker_loop, name="rt2_control", daemon=True)
         self._servo_loop.start()
@@ -380,7 +380,6 @@ def main(argv: list[str] | None = None, policy: Policy | None = None) -> int:
     ``argv`` defaults to ``sys.argv`` (ROS arguments after ``--ros-args``). Exit codes:
     0 clean shutdown, 1 the policy could not be built, 2 invalid parameters.
     """
-    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     bridge_python_logging()  # the policy child's output and the remote client's lines
 
     def build(ns: NodeSet) -> None:
