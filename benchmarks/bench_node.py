@@ -127,7 +127,7 @@ def _model_policy(size: str, threads: int, workdir: Path):
     from rt2_ros.testing.make_model import make_test_model, policy_overrides
 
     model_dir = make_test_model(workdir / f"{size}_model", size=size, seed=0)
-    overrides = dict(policy_overrides(model_dir), **{"policy.num_threads": threads})
+    overrides = dict(policy_overrides(model_dir), **{"policy.num_threads": threads, "policy.process": "in_process"})
     cfg = load_config(overrides=overrides)
     return make_policy(cfg), overrides
 

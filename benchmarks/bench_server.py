@@ -183,7 +183,7 @@ from rt2_ros.factory import make_policy
 from rt2_ros.testing.make_model import policy_overrides
 model_dir, image_file, n, instruction = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 image = np.load(image_file)
-policy = make_policy(load_config(overrides=policy_overrides(model_dir)))
+policy = make_policy(load_config(overrides={**policy_overrides(model_dir), "policy.process": "in_process"}))
 for _ in range(3):
     policy.infer(image, instruction)
 out = []

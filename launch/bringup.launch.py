@@ -50,7 +50,7 @@ ARGUMENTS = [
     (
         "backend",
         "",
-        "policy backend: local (model in this process) | remote (rt2-ros serve) | scripted (the sim's expert) "
+        "policy backend: local (the model in a child process the node supervises) | remote (rt2-ros serve) | scripted (the sim's expert) "
         "| MODULE:CALLABLE; empty = params file",
         None,
     ),

@@ -106,6 +106,16 @@ class PolicyConfig(_Section):
     server_url: str = Field("ws://127.0.0.1:8000", description="remote inference server URL")
     api_key_env: str = Field("RT2_API_KEY", description="environment variable with the server API key")
     timeout_s: float = Field(1.0, gt=0.0, le=60.0, description="remote reply timeout [s]")
+    process: Literal["child", "in_process"] = Field(
+        "child",
+        description="local backend: child (the model in a supervised child process) | in_process (in the node)",
+    )
+    child_start_timeout_s: float = Field(
+        120.0, gt=0.0, le=3600.0, description="local child: longest wait for the model to load [s]"
+    )
+    child_hang_timeout_s: float = Field(
+        10.0, gt=0.0, le=3600.0, description="local child: no reply for this long while asked = hung, restart [s]"
+    )
 
     @field_validator("backend")
     @classmethod

@@ -47,7 +47,10 @@ def load_callable(spec: str) -> Any:
 def make_policy(cfg: RT2Config, **kwargs: Any) -> Policy:
     """The policy backend named by ``policy.backend``.
 
-    * ``local``: the transformers backend on ``policy.model_path`` (imports torch).
+    * ``local``: the transformers backend on ``policy.model_path``; with ``policy.process:
+      child`` (the default) in a supervised ``rt2-ros serve`` child process over a Unix
+      socket (:class:`rt2_ros.remote.child.ChildPolicy`: this process imports no torch),
+      with ``in_process`` in this process (imports torch).
     * ``remote``: the client of ``rt2-ros serve`` at ``policy.server_url``; the API key is
       read from the environment variable named by ``policy.api_key_env``.
     * ``MODULE:CALLABLE``: ``CALLABLE(cfg, **kwargs)`` returns the policy (the simulator's
@@ -63,6 +66,10 @@ def make_policy(cfg: RT2Config, **kwargs: Any) -> Policy:
             that does not load: ``ModelLoadError``).
     """
     backend, a, p = cfg.policy.backend, cfg.action, cfg.policy
+    if backend == "local" and p.process == "child":
+        from rt2_ros.remote.child import ChildPolicy
+
+        return ChildPolicy(cfg, **kwargs)
     if backend == "local":
         from rt2_ros.policies.transformers_policy import TransformersPolicy
 

@@ -26,11 +26,13 @@ __all__ = ["ZERO_BURST_S", "MARKER_PERIOD_S", "GIL_SWITCH_INTERVAL_S", "ServoStr
 ZERO_BURST_S = 0.5
 #: Markers are published at most this often [s].
 MARKER_PERIOD_S = 0.1
-#: Python's GIL switch interval in the node process [s] (default 0.005). A model's
-#: Python-side generate loop holds the GIL between short torch calls; with 1 ms the
-#: servo timer thread gets it back sooner (benchmarks/bench_node.py, tiny model on a
-#: loaded 2-core machine: p99 servo period 53-69 ms instead of 131-161 ms, max
-#: 97-123 ms instead of 546-604 ms).
+#: Python's GIL switch interval the node sets when the model runs in its own process
+#: (``policy.process: in_process``) [s] (Python's default: 0.005). A model's Python-side
+#: generate loop holds the GIL between short torch calls; with 1 ms the servo stream
+#: gets it back sooner (benchmarks/bench_node.py, tiny model on a loaded 2-core machine:
+#: p99 servo period 53-69 ms instead of 131-161 ms, max 97-123 ms instead of 546-604
+#: ms). With the model in a child process it no longer pays (benchmarks/bench_stream.py:
+#: 5 ms was as good or better), so the node keeps Python's default there.
 GIL_SWITCH_INTERVAL_S = 0.001
 
 

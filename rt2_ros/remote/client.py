@@ -132,6 +132,9 @@ class RemotePolicy(Policy):
             after about twice this.
         proxy: HTTP/SOCKS proxy URL; default None connects directly (environment
             proxy variables are ignored: a robot talks to its server directly).
+        unix_socket: connect to a server on this Unix domain socket path (``rt2-ros
+            serve --unix-socket``; ``server_url`` then only names it, e.g.
+            ``ws://localhost``); None: TCP to ``server_url``.
 
     Raises:
         ValueError: bad URL or settings.
@@ -149,6 +152,7 @@ class RemotePolicy(Policy):
         backoff_max_s: float = 2.0,
         ping_interval_s: float = 5.0,
         proxy: str | None = None,
+        unix_socket: str | None = None,
     ):
         u = urlparse(server_url)
         if u.scheme not in ("ws", "wss") or not u.hostname:
@@ -164,6 +168,10 @@ class RemotePolicy(Policy):
         self.backoff_max_s = float(backoff_max_s)
         self.ping_interval_s = float(ping_interval_s)
         self.proxy = proxy
+        self.unix_socket = unix_socket
+        #: ``time.monotonic()`` of the newest frame received (late replies included): the
+        #: server is alive, even when it is too slow (None before the first frame).
+        self.last_frame_s: float | None = None
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
         if api_key and u.scheme == "ws" and not is_loopback(u.hostname):
             log.warning(
@@ -240,8 +248,10 @@ class RemotePolicy(Policy):
 
     def _connect(self, deadline: float) -> None:
         from websockets.exceptions import InvalidStatus
-        from websockets.sync.client import connect
+        from websockets.sync.client import connect, unix_connect
 
+        if self.unix_socket:
+            connect = functools.partial(unix_connect, self.unix_socket)  # noqa: F811
         now = time.monotonic()
         if now < self._next_attempt_s:
             raise PolicyError(
@@ -387,6 +397,7 @@ class RemotePolicy(Policy):
             raise self._fail(
                 f"connection to {self.server_url} failed: {type(e).__name__}: {e}", reconnect=True
             ) from None
+        self.last_frame_s = time.monotonic()
         try:
             return unpackb(msg)
         except ProtocolError as e:

@@ -141,8 +141,9 @@ def _default(obj: Any) -> Any:
     if isinstance(obj, np.ndarray):
         if obj.dtype.kind not in _ALLOWED_DTYPE_KINDS:
             raise TypeError(f"cannot send arrays of dtype {obj.dtype}")
-        a = np.ascontiguousarray(obj)
-        return {_ND_KEY: True, "data": a.tobytes(), "dtype": a.dtype.str, "shape": list(a.shape)}
+        a = np.ascontiguousarray(obj)  # no copy when already contiguous (camera images are)
+        # msgpack reads the buffer in place: no intermediate bytes copy of the image.
+        return {_ND_KEY: True, "data": a.reshape(-1).view(np.uint8).data, "dtype": a.dtype.str, "shape": list(a.shape)}
     if isinstance(obj, np.generic):
         return obj.item()
     raise TypeError(f"cannot serialise {type(obj).__name__}")

@@ -3,46 +3,35 @@
 The node converts messages, calls the controller, and publishes what it returns; the
 policy, the episode logic and the safety envelope live in the ROS-free core.
 
-Threads (``MultiThreadedExecutor``, see :func:`main`):
+Threads (callbacks on a ``MultiThreadedExecutor``, see :func:`main`):
 
-* **servo timer** (own mutually exclusive callback group, ``control.servo_rate_hz``):
-  :meth:`Controller.servo_command` -> ``geometry_msgs/TwistStamped`` on
-  ``topics.twist``, stamped with the node clock (``use_sim_time`` works), frame_id =
-  ``frames.command_frame``. Published while an episode runs, plus
-  :data:`~rt2_ros.servo_stream.ZERO_BURST_S` of zero twists after every stop, then
-  quiet (MoveIt Servo treats a silent stream as stale and halts anyway); the timing
-  lives in :class:`rt2_ros.servo_stream.ServoStream`.
-* **control worker** (a plain thread, not an executor callback): once per
-  ``control.period_s`` (:class:`rt2_ros.servo_stream.ControlGrid`)
-  :meth:`Controller.step` runs the policy on the newest image. A slow model therefore
-  never delays the servo timer. With action chunks (``action.horizon`` > 1) the worker
-  instead runs a step whenever :meth:`Controller.inference_due` says the queue runs low,
-  while the servo timer executes the queued actions (and sends their gripper commands).
-* **inputs** (reentrant group): camera (``sensor_msgs/Image``, optional
-  ``CompressedImage``; sensor-data QoS), instruction (``std_msgs/String``),
-  end-effector pose (TF when ``tf2_ros`` is importable, else ``PoseStamped``),
-  MoveIt Servo status, and the services ``/rt2/stop`` (Trigger), ``/rt2/e_stop``
-  (SetBool), ``/rt2/reset`` (Trigger).
+* **servo stream** (own thread, :class:`~rt2_ros.periodic.PeriodicThread`, wall clock, not
+  an executor timer): twists on ``topics.twist`` while an episode runs and ``ZERO_BURST_S``
+  after a stop (:class:`~rt2_ros.servo_stream.ServoStream`); nothing else (TF, markers: a timer).
+* **control worker** (a plain thread): once per ``control.period_s`` (:class:`ControlGrid`)
+  :meth:`Controller.step` runs the policy on the newest image; the model itself runs in
+  a child process by default (:mod:`rt2_ros.remote.child`), so it never holds this GIL.
+  With action chunks the worker infers when :meth:`Controller.inference_due` says the
+  queue runs low, while the servo stream executes the queued actions.
+* **inputs** (reentrant group): camera, instruction, end-effector pose (TF or
+  ``PoseStamped``), Servo status, the services ``/rt2/stop``, ``/rt2/e_stop``, ``/rt2/reset``.
 
-Outputs besides twists: ``rt2_ros/RT2Action`` per step, ``rt2_ros/EpisodeStatus`` per episode
-transition, the gripper command (:mod:`~rt2_ros.ros.gripper`), markers and an annotated image.
-Parameters: every leaf of :class:`rt2_ros.config.RT2Config`, typed, ranged, described,
-read-only (validated once at start-up; :mod:`rt2_ros.ros.params`).
-
-Run without ``ros2 launch``::
-
-    python -m rt2_ros.ros.node --ros-args --params-file config/rt2.yaml -p policy.model_path:=/path/to/model
+Outputs besides twists: ``RT2Action`` per step, ``EpisodeStatus`` per transition, the gripper
+(:mod:`~rt2_ros.ros.gripper`), markers and an annotated image (:mod:`~rt2_ros.ros.markers`).
+Parameters: every leaf of :class:`rt2_ros.config.RT2Config`, read-only (:mod:`~rt2_ros.ros.params`).
+Run: ``python -m rt2_ros.ros.node --ros-args --params-file config/rt2.yaml -p policy.model_path:=DIR``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
 import time
 from typing import Any
 
 from geometry_msgs.msg import TwistStamped
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile
@@ -53,6 +42,7 @@ from rt2_ros.config import ConfigError, with_model_settings
 from rt2_ros.controller import Controller, StepOutcome
 from rt2_ros.episode import EpisodeState
 from rt2_ros.motion import Twist
+from rt2_ros.periodic import PeriodicThread
 from rt2_ros.policies.base import Policy
 from rt2_ros.ros.camera import ImageInput
 from rt2_ros.ros.conversions import import_rt2_msgs, outcome_to_action_msg, transition_to_episode_msg, twist_to_msg
@@ -62,6 +52,7 @@ from rt2_ros.ros.gripper import GripperOutput
 from rt2_ros.ros.homing import Homing
 from rt2_ros.ros.markers import NodeVisuals
 from rt2_ros.ros.params import declare_config_parameters, refuse_parameter_changes
+from rt2_ros.ros.pylog import bridge_python_logging
 from rt2_ros.ros.servo_client import ServoClient
 from rt2_ros.servo_stream import GIL_SWITCH_INTERVAL_S, ZERO_BURST_S, ControlGrid, ServoStream
 from rt2_ros.throttle import InputLog
@@ -110,7 +101,8 @@ class Rt2Node(Node):
         try:
             self._setup(policy, start_worker)
         except BaseException:
-            self.destroy_node()  # a half-built node must not linger in the graph
+            self.destroy_node()  # a half-built node must not linger in the graph (nor its policy child)
+            self._close_policy()
             raise
 
     def _setup(self, policy: Policy | None, start_worker: bool) -> None:
@@ -126,6 +118,8 @@ class Rt2Node(Node):
             f"twists on {cfg.topics.twist} in {cfg.frames.command_frame}"
             + (f"; the model's codec settings (rt2_ros_policy.yaml): {', '.join(from_model)}" if from_model else "")
         )
+        if cfg.policy.backend == "local" and cfg.policy.process == "in_process":  # the model's loop holds the GIL
+            sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)  # (README: Servo stream under load)
         self._owns_policy = policy is None
         if policy is None:
             from rt2_ros.factory import make_policy
@@ -140,7 +134,6 @@ class Rt2Node(Node):
         self._stream = ServoStream()
         self._grid = ControlGrid(cfg.control.period_s)
 
-        self._servo_group = MutuallyExclusiveCallbackGroup()
         self._input_group = g = ReentrantCallbackGroup()
         t = cfg.topics
 
@@ -162,12 +155,19 @@ class Rt2Node(Node):
         self.create_service(Trigger, RESET_SERVICE, self._srv_reset, callback_group=g)
         self.homing = Homing(self, cfg.reset, callback_group=g)
 
-        self._servo_timer = self.create_timer(
-            1.0 / cfg.control.servo_rate_hz, self._servo_tick, callback_group=self._servo_group
-        )
+        self._last_cmd, period = None, 1.0 / cfg.control.servo_rate_hz
+        tick_error = lambda e: self._warn_once("tick", f"servo tick: {e!r}")  # noqa: E731 - once; ticks go on
+        self._servo_loop = PeriodicThread(period, self._servo_tick, on_error=tick_error)
+        self._side_timer = self.create_timer(period, self._side_tick, callback_group=g)
         self._worker = threading.Thread(target=self._worker_loop, name="rt2_control", daemon=True)
+        self._servo_loop.start()
         if start_worker:
             self._worker.start()
+
+    def destroy_node(self) -> None:
+        if hasattr(self, "_servo_loop"):
+            self._servo_loop.stop()
+        super().destroy_node()
 
     # -- helpers -------------------------------------------------------------------------
     def now_s(self) -> float:
@@ -190,8 +190,7 @@ class Rt2Node(Node):
             ts = self.controller.drain_transitions()
             if not ts:
                 return
-            now = self.get_clock().now()
-            stamp = now.to_msg()
+            stamp = (now := self.get_clock().now()).to_msg()
             for t in ts:
                 self.episode_pub.publish(transition_to_episode_msg(t, stamp))
                 if t.state is EpisodeState.RUNNING:
@@ -209,15 +208,13 @@ class Rt2Node(Node):
                     self._publish_twist(Twist.zero(), stamp)
                     self._stream.on_stop(now.nanoseconds * 1e-9, self.controller.running)
 
-    # -- servo timer ---------------------------------------------------------------------------
+    # -- servo stream: the twist first, nothing slow (TF and markers are on _side_tick) --------
     def _servo_tick(self) -> None:
         with self._pub_lock:
             now = self.get_clock().now()
             now_s = now.nanoseconds * 1e-9
-            self.ee_pose.update_from_tf(now_s)
-            cmd = self.controller.servo_command(now_s)
-            running = self.controller.running
-            tick = self._stream.tick(now_s, running)
+            self._last_cmd = cmd = self.controller.servo_command(now_s)
+            tick = self._stream.tick(now_s, self.controller.running)
             if tick.publish:
                 self._publish_twist(cmd.twist, now.to_msg())
             elif tick.pause_servo:
@@ -227,8 +224,13 @@ class Rt2Node(Node):
                     if self.gripper is not None:
                         self.gripper.send(x)
             self._handle_transitions()
-            if self._stream.markers_due(now_s, running):
-                self.visuals.publish_markers(self.ee_pose.anchor, cmd.twist, now.to_msg(), cmd.stop)
+
+    def _side_tick(self) -> None:  # TF and markers: on the input group, beside the servo timer
+        now_s = self.now_s()
+        self.ee_pose.update_from_tf(now_s)
+        cmd = self._last_cmd
+        if cmd is not None and self._stream.markers_due(now_s, self.controller.running):
+            self.visuals.publish_markers(self.ee_pose.anchor, cmd.twist, self.get_clock().now().to_msg(), cmd.stop)
 
     # -- control worker ------------------------------------------------------------------------
     def _worker_loop(self) -> None:
@@ -364,7 +366,8 @@ class Rt2Node(Node):
         ``destroy_node``; the context must still be valid)."""
         self._stop_evt.set()
         self._wake.set()
-        self._servo_timer.cancel()
+        self._servo_loop.stop()
+        self._side_timer.cancel()
         if self._worker.is_alive():
             self._worker.join(timeout_s)
         try:
@@ -374,11 +377,12 @@ class Rt2Node(Node):
                 self._publish_twist(Twist.zero(), self.get_clock().now().to_msg())
         except Exception as e:  # noqa: BLE001 - context already gone: nothing left to tell
             self.log.debug(f"final zero twist not sent: {e}")
-        if self._owns_policy:
-            try:
+        self._close_policy()
+
+    def _close_policy(self) -> None:
+        if getattr(self, "_owns_policy", False) and getattr(self, "policy", None) is not None:
+            with contextlib.suppress(Exception):  # noqa: BLE001 - stopping anyway
                 self.policy.close()
-            except Exception:  # noqa: BLE001
-                pass
 
 
 # -- entry point ---------------------------------------------------------------------------
@@ -395,16 +399,14 @@ def main(argv: list[str] | None = None, policy: Policy | None = None) -> int:
     ``argv`` defaults to ``sys.argv`` (ROS arguments after ``--ros-args``). Exit codes:
     0 clean shutdown, 1 the policy could not be built, 2 invalid parameters.
     """
-    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
+    bridge_python_logging()  # the policy child's output and the remote client's lines
 
     def build(ns: NodeSet) -> None:
         node = ns.add(Rt2Node(policy=policy))
-        ns.on_start.append(
-            lambda: node.log.info(
-                f"ready: send an instruction, e.g. ros2 topic pub --once {node.cfg.topics.instruction} "
-                "std_msgs/msg/String \"data: 'pick up the red block'\""
-            )
+        pub = (
+            f"ros2 topic pub --once {node.cfg.topics.instruction} std_msgs/msg/String \"data: 'pick up the red block'\""
         )
+        ns.on_start.append(lambda: node.log.info(f"ready: send an instruction, e.g. {pub}"))
         # Let the last zero twist leave before the participant goes.
         ns.on_stop += [node.shutdown, lambda: time.sleep(0.05)]
 

@@ -46,6 +46,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000; 0 = any free port)")
     p.add_argument(
+        "--unix-socket",
+        default=None,
+        metavar="PATH",
+        help="listen on this Unix domain socket instead of --host/--port (the node's policy child)",
+    )
+    p.add_argument(
+        "--stop-on-stdin-eof",
+        action="store_true",
+        help="stop when stdin reaches end of file (a child that must not outlive its parent)",
+    )
+    p.add_argument(
         "--api-key-env",
         default="RT2_API_KEY",
         metavar="NAME",
@@ -98,7 +109,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         settings = ServeSettings.from_mapping(vars(args))
         api_key = read_api_key(settings.api_key_env, settings.api_key_file)
-        if api_key is None and not is_loopback(settings.host) and not settings.allow_unauthenticated:
+        remote_ok = settings.unix_socket or is_loopback(settings.host) or settings.allow_unauthenticated
+        if api_key is None and not remote_ok:
             raise ValueError(
                 f"refusing to serve on {settings.host} without an API key: set ${settings.api_key_env} or "
                 "--api-key-file (or pass --allow-unauthenticated)"
@@ -126,6 +138,7 @@ def run(args: argparse.Namespace) -> int:
             max_clients=settings.max_clients,
             ssl=ssl_ctx,
             idle_timeout_s=settings.idle_timeout_s,
+            unix_socket=settings.unix_socket,
         )
     except Exception as e:  # noqa: BLE001 - any start-up failure: message, exit 1
         print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
@@ -138,6 +151,8 @@ def run(args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        if settings.stop_on_stdin_eof:
+            _stop_on_eof(loop, stop)
         await server.start()
         print(f"rt2-ros serve: listening on {server.url} (model {policy.metadata.model_id})", flush=True)
         try:
@@ -152,6 +167,23 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     return 0
+
+
+def _stop_on_eof(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
+    """Set ``stop`` when stdin reaches end of file: the parent holding its other end died
+    (even by SIGKILL), so a policy child never outlives its node."""
+    import threading
+
+    def watch() -> None:
+        try:
+            while sys.stdin.buffer.read(4096):
+                pass
+        except (OSError, ValueError):
+            pass
+        log.info("stdin closed (parent gone): stopping")
+        loop.call_soon_threadsafe(stop.set)
+
+    threading.Thread(target=watch, name="stdin-eof", daemon=True).start()
 
 
 def _warmup(policy) -> None:

@@ -37,6 +37,8 @@ class ServeSettings(BaseModel):
     dtype: Literal["fp32", "bf16", "fp16"] | None = Field(None, description="override policy.dtype")
     host: str = Field("127.0.0.1", description="bind address")
     port: int = Field(8000, ge=0, le=65535, description="TCP port; 0 = any free port")
+    unix_socket: str | None = Field(None, description="listen on this Unix socket path instead of host:port")
+    stop_on_stdin_eof: bool = Field(False, description="stop when stdin closes (the parent process is gone)")
     api_key_env: str | None = Field("RT2_API_KEY", description="environment variable holding the API key")
     api_key_file: str | None = Field(None, description="file holding the API key (first line)")
     allow_unauthenticated: bool = Field(False, description="allow a non-loopback host without an API key")
@@ -121,7 +123,11 @@ def build_policy(settings: ServeSettings):
     from rt2_ros.config import MODEL_SETTINGS_FILE, load_config, with_model_settings
     from rt2_ros.factory import make_policy
 
-    overrides: dict[str, Any] = {"policy.backend": "local" if settings.model else settings.policy}
+    # The server runs the model in its own process, always (never a child of its own).
+    overrides: dict[str, Any] = {
+        "policy.backend": "local" if settings.model else settings.policy,
+        "policy.process": "in_process",
+    }
     if settings.model:
         overrides["policy.model_path"] = settings.model
     if settings.device:

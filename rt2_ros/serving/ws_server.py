@@ -43,7 +43,7 @@ import ssl as ssl_module
 import threading
 from typing import Any
 
-from websockets.asyncio.server import ServerConnection, serve
+from websockets.asyncio.server import ServerConnection, serve, unix_serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
@@ -85,6 +85,9 @@ class PolicyServer:
         ping_interval_s: keepalive ping interval, s (a dead peer is dropped after
             about twice this).
         idle_timeout_s: a connection that sends no request for this long is closed, s.
+        unix_socket: listen on this Unix domain socket path instead of ``host:port``
+            (the node's policy child, :mod:`rt2_ros.remote.child`); access is the
+            file system's (put it in a private directory).
     """
 
     def __init__(
@@ -102,6 +105,7 @@ class PolicyServer:
         ssl: ssl_module.SSLContext | None = None,
         ping_interval_s: float = 10.0,
         idle_timeout_s: float = 60.0,
+        unix_socket: str | None = None,
     ):
         self.service = InferenceService(
             policy,
@@ -120,6 +124,7 @@ class PolicyServer:
         if not idle_timeout_s > 0:
             raise ValueError(f"idle_timeout_s must be > 0, got {idle_timeout_s}")
         self.idle_timeout_s = float(idle_timeout_s)
+        self.unix_socket = unix_socket
         self._server = None
 
     @property
@@ -134,13 +139,16 @@ class PolicyServer:
     @property
     def port(self) -> int:
         """The bound port (the real one when constructed with port 0)."""
-        if self._server is not None:
+        if self._server is not None and not self.unix_socket:
             for sock in self._server.sockets:
                 return int(sock.getsockname()[1])
         return self._port
 
     @property
     def url(self) -> str:
+        """``ws://host:port`` (``wss://`` with TLS), or ``unix:PATH`` on a Unix socket."""
+        if self.unix_socket:
+            return f"unix:{self.unix_socket}"
         host = self.host if ":" not in self.host else f"[{self.host}]"
         return f"{'wss' if self.ssl else 'ws'}://{host}:{self.port}"
 
@@ -148,10 +156,10 @@ class PolicyServer:
     async def start(self) -> None:
         """Bind and start serving (returns once listening)."""
         self.batcher.start()
-        self._server = await serve(
+        where = (self.unix_socket,) if self.unix_socket else (self.host, self._port)
+        self._server = await (unix_serve if self.unix_socket else serve)(
             self._handler,
-            self.host,
-            self._port,
+            *where,
             process_request=self._process_request,
             max_size=self.limits.max_request_bytes,
             ssl=self.ssl,

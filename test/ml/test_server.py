@@ -445,7 +445,7 @@ def test_batched_server_inference_equals_unbatched_in_process_inference(tiny_mod
     from rt2_ros.factory import make_policy
     from rt2_ros.testing.make_model import policy_overrides
 
-    cfg = load_config(overrides=policy_overrides(tiny_model_dir, action_format))
+    cfg = load_config(overrides={**policy_overrides(tiny_model_dir, action_format), "policy.process": "in_process"})
     policy = make_policy(cfg)
     n = 4
     images = _images(n)

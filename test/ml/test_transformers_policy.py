@@ -38,6 +38,8 @@ from rt2_ros.policies.transformers_policy import ModelLoadError, TransformersPol
 from rt2_ros.testing.make_model import TEST_UNNORM_KEY, policy_overrides  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
+#: These tests are about the transformers backend itself: in this process, not in a child.
+IN_PROCESS = {"policy.process": "in_process"}
 INSTRUCTIONS = [
     "pick up the red block",
     "move the sponge near the coke can",
@@ -53,19 +55,19 @@ def _image(rng: np.random.Generator, h: int = 224, w: int = 224) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def rt2_policy(tiny_model_dir):
-    cfg = load_config(overrides=policy_overrides(tiny_model_dir))
+    cfg = load_config(overrides={**policy_overrides(tiny_model_dir), **IN_PROCESS})
     return make_policy(cfg)
 
 
 @pytest.fixture(scope="module")
 def cot_policy(tiny_model_dir):
-    cfg = load_config(overrides=policy_overrides(tiny_model_dir, prompt="cot"))
+    cfg = load_config(overrides={**policy_overrides(tiny_model_dir, prompt="cot"), **IN_PROCESS})
     return make_policy(cfg)
 
 
 @pytest.fixture(scope="module")
 def openvla_policy(tiny_model_dir):
-    cfg = load_config(overrides=policy_overrides(tiny_model_dir, action_format="openvla"))
+    cfg = load_config(overrides={**policy_overrides(tiny_model_dir, action_format="openvla"), **IN_PROCESS})
     return make_policy(cfg)
 
 
@@ -90,7 +92,7 @@ _CHILD = textwrap.dedent(
     from rt2_ros.factory import make_policy
     from rt2_ros.policies.base import Observation
     overrides = json.loads(sys.argv[1])
-    policy = make_policy(load_config(overrides=overrides))
+    policy = make_policy(load_config(overrides={**overrides, **IN_PROCESS}))
     rng = np.random.default_rng(123)
     instructions = json.loads(sys.argv[2])
     out = []
@@ -114,7 +116,13 @@ _CHILD = textwrap.dedent(
 def test_fresh_offline_process_100_inferences_all_valid(tiny_model_dir, tokenizer):
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     p = subprocess.run(
-        [sys.executable, "-c", _CHILD, json.dumps(policy_overrides(tiny_model_dir)), json.dumps(INSTRUCTIONS)],
+        [
+            sys.executable,
+            "-c",
+            _CHILD,
+            json.dumps({**policy_overrides(tiny_model_dir), **IN_PROCESS}),
+            json.dumps(INSTRUCTIONS),
+        ],
         capture_output=True,
         text=True,
         timeout=300,
@@ -401,7 +409,7 @@ def test_bad_instruction_is_rejected(rt2_policy, instruction, match):
 def test_missing_directory(tmp_path):
     with pytest.raises(ModelLoadError, match="does not exist"):
         TransformersPolicy.from_pretrained(tmp_path / "nope")
-    cfg = load_config(overrides={"policy.model_path": ""})
+    cfg = load_config(overrides={"policy.model_path": "", **IN_PROCESS})
     with pytest.raises(ModelLoadError, match="policy.model_path"):
         make_policy(cfg)
 
@@ -440,7 +448,7 @@ def test_mismatched_statistics_key(tiny_model_dir):
     overrides = policy_overrides(tiny_model_dir, "openvla")
     overrides["action.unnorm_key"] = "bridge_orig"
     with pytest.raises(ModelLoadError, match="bridge_orig.*rt2_ros_test"):
-        make_policy(load_config(overrides=overrides))
+        make_policy(load_config(overrides={**overrides, **IN_PROCESS}))
 
 
 def test_missing_statistics(tiny_model_dir, tmp_path):
@@ -448,21 +456,21 @@ def test_missing_statistics(tiny_model_dir, tmp_path):
     (d / "dataset_statistics.json").unlink()
     overrides = policy_overrides(d, "openvla")
     with pytest.raises(ModelLoadError, match="needs action statistics"):
-        make_policy(load_config(overrides=overrides))
+        make_policy(load_config(overrides={**overrides, **IN_PROCESS}))
     overrides["action.statistics_path"] = str(tmp_path / "missing.json")
     with pytest.raises(ModelLoadError, match="statistics_path.*does not exist"):
-        make_policy(load_config(overrides=overrides))
+        make_policy(load_config(overrides={**overrides, **IN_PROCESS}))
     good = tmp_path / "stats.json"
     shutil.copy(tiny_model_dir / "dataset_statistics.json", good)
     overrides["action.statistics_path"] = str(good)
-    assert make_policy(load_config(overrides=overrides)).metadata.unnorm_key == TEST_UNNORM_KEY
+    assert make_policy(load_config(overrides={**overrides, **IN_PROCESS})).metadata.unnorm_key == TEST_UNNORM_KEY
 
 
 def test_openvla_vocab_larger_than_model(tiny_model_dir):
     overrides = policy_overrides(tiny_model_dir, "openvla")
     overrides["action.openvla_vocab_size"] = 32000
     with pytest.raises(ModelLoadError, match="outside the model's output vocabulary"):
-        make_policy(load_config(overrides=overrides))
+        make_policy(load_config(overrides={**overrides, **IN_PROCESS}))
 
 
 def _fake_openvla_dir(tmp_path: Path, norm_stats: dict | None) -> Path:
