@@ -81,6 +81,7 @@ class NodeProcess:
                 # "keep going" here, so the arm moves.
                 "action.continue_token": 2,
                 "policy.num_threads": 1,
+                "safety.require_ee_pose": False,  # no pose source here: the box is not what this checks
             },
             **overrides,
         )
