@@ -12,6 +12,8 @@ servo timer and its control worker; they hold no clock of their own (every call 
 * :class:`ControlGrid`: one control step per ``control.period_s`` on a fixed grid;
   after an overrun (a step later than one period) the grid restarts from now, so a
   slow model never causes a burst of catch-up steps.
+* :class:`ControlWorker`: the thread that runs the steps (on the grid, or with action
+  chunks whenever the controller says the queue runs low), never the servo stream's.
 """
 
 from __future__ import annotations
@@ -20,7 +22,16 @@ import dataclasses
 import math
 import threading
 
-__all__ = ["ZERO_BURST_S", "MARKER_PERIOD_S", "GIL_SWITCH_INTERVAL_S", "ServoStream", "StreamTick", "ControlGrid"]
+__all__ = [
+    "ZERO_BURST_S",
+    "MARKER_PERIOD_S",
+    "GIL_SWITCH_INTERVAL_S",
+    "CHUNK_POLL_S",
+    "ServoStream",
+    "StreamTick",
+    "ControlGrid",
+    "ControlWorker",
+]
 
 #: Zero twists keep going out for this long after every stop, then the stream goes quiet [s].
 ZERO_BURST_S = 0.5
@@ -34,6 +45,8 @@ MARKER_PERIOD_S = 0.1
 #: ms). With the model in a child process it no longer pays (benchmarks/bench_stream.py:
 #: 5 ms was as good or better), so the node keeps Python's default there.
 GIL_SWITCH_INTERVAL_S = 0.001
+#: Chunk mode: how often the control worker asks whether the next chunk is due [s].
+CHUNK_POLL_S = 0.005
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,3 +159,72 @@ class ControlGrid:
         period late) restart it from ``now_s``."""
         late = self.next_s is None or now_s - self.next_s > self.period_s
         self.next_s = now_s + self.period_s if late else self.next_s + self.period_s
+
+
+class ControlWorker:
+    """The control worker: a plain thread (not an executor callback) that runs the model
+    steps, so a slow model never delays the servo stream.
+
+    While an episode runs it calls ``run_step(now_s)`` once per control period on a
+    :class:`ControlGrid`; with action chunks (``controller.chunked``) whenever
+    ``controller.inference_due(now_s)`` says the queue runs low (inference ahead), while
+    the servo stream executes the queue. A new episode (:meth:`wake`) acts at once. A
+    step that raises goes to ``on_error`` and the loop goes on after 0.1 s.
+
+    Args:
+        controller: the :class:`~rt2_ros.controller.Controller` (``running``, ``chunked``,
+            ``inference_due``).
+        period_s: the control period, s.
+        run_step: ``run_step(now_s)``: one step and its publications.
+        now_fn: the caller's clock, s.
+        on_error: ``on_error(exc)`` for a step that raised.
+    """
+
+    def __init__(self, controller, period_s: float, run_step, now_fn, on_error):
+        self._controller, self._run_step, self._now, self._on_error = controller, run_step, now_fn, on_error
+        self._grid = ControlGrid(period_s)
+        self._stop, self._wake = threading.Event(), threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="rt2_control", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def wake(self) -> None:
+        """A new episode started: act at once."""
+        self._wake.set()
+
+    def stop(self, timeout_s: float) -> None:
+        """Ask the loop to end and wait up to ``timeout_s`` for a step in progress."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout_s)
+
+    def _loop(self) -> None:
+        c, grid = self._controller, self._grid
+        while not self._stop.is_set():
+            try:
+                now_s = self._now()
+                if not c.running:
+                    grid.reset()
+                    self._wake.wait(0.05)
+                    self._wake.clear()
+                    continue
+                if self._wake.is_set():  # a new episode: act at once
+                    self._wake.clear()
+                    grid.reset()
+                if c.chunked:
+                    if c.inference_due(now_s):
+                        self._run_step(now_s)
+                    else:
+                        self._wake.wait(CHUNK_POLL_S)
+                    continue
+                wait_s = grid.wait_s(now_s)
+                if wait_s > 0:
+                    self._wake.wait(min(wait_s, 0.05))
+                    continue
+                self._run_step(now_s)
+                grid.stepped(now_s)
+            except Exception as e:  # noqa: BLE001 - the worker must never die silently
+                self._on_error(e)
+                self._stop.wait(0.1)

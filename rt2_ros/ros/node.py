@@ -8,7 +8,7 @@ Threads (callbacks on a ``MultiThreadedExecutor``, see :func:`main`):
 * **servo stream** (own thread, :class:`~rt2_ros.periodic.PeriodicThread`, wall clock, not
   an executor timer): twists on ``topics.twist`` while an episode runs and ``ZERO_BURST_S``
   after a stop (:class:`~rt2_ros.servo_stream.ServoStream`); nothing else (TF, markers: a timer).
-* **control worker** (a plain thread): once per ``control.period_s`` (:class:`ControlGrid`)
+* **control worker** (a plain thread): once per ``control.period_s`` (:class:`~rt2_ros.servo_stream.ControlWorker`)
   :meth:`Controller.step` runs the policy on the newest image; the model itself runs in
   a child process by default (:mod:`rt2_ros.remote.child`), so it never holds this GIL.
   With action chunks the worker infers when :meth:`Controller.inference_due` says the
@@ -54,13 +54,10 @@ from rt2_ros.ros.markers import NodeVisuals
 from rt2_ros.ros.params import declare_config_parameters, refuse_parameter_changes
 from rt2_ros.ros.pylog import bridge_python_logging
 from rt2_ros.ros.servo_client import ServoClient
-from rt2_ros.servo_stream import GIL_SWITCH_INTERVAL_S, ZERO_BURST_S, ControlGrid, ServoStream
+from rt2_ros.servo_stream import GIL_SWITCH_INTERVAL_S, ZERO_BURST_S, ControlWorker, ServoStream
 from rt2_ros.throttle import InputLog
 
 __all__ = ["Rt2Node", "main", "STOP_SERVICE", "ESTOP_SERVICE", "RESET_SERVICE", "ZERO_BURST_S", "GIL_SWITCH_INTERVAL_S"]
-
-#: Chunk mode: how often the control worker asks whether the next chunk is due [s].
-CHUNK_POLL_S = 0.005
 
 #: Services (absolute names, remappable with ``-r /rt2/stop:=...``).
 STOP_SERVICE, ESTOP_SERVICE, RESET_SERVICE = "/rt2/stop", "/rt2/e_stop", "/rt2/reset"
@@ -129,10 +126,7 @@ class Rt2Node(Node):
         self.controller = Controller(cfg, policy, now_fn=self.now_s)
 
         self._pub_lock = threading.RLock()
-        self._stop_evt = threading.Event()
-        self._wake = threading.Event()
         self._stream = ServoStream()
-        self._grid = ControlGrid(cfg.control.period_s)
 
         self._input_group = g = ReentrantCallbackGroup()
         t = cfg.topics
@@ -159,7 +153,9 @@ class Rt2Node(Node):
         tick_error = lambda e: self._warn_once("tick", f"servo tick: {e!r}")  # noqa: E731 - once; ticks go on
         self._servo_loop = PeriodicThread(period, self._servo_tick, on_error=tick_error)
         self._side_timer = self.create_timer(period, self._side_tick, callback_group=g)
-        self._worker = threading.Thread(target=self._worker_loop, name="rt2_control", daemon=True)
+        self._worker = ControlWorker(
+            self.controller, cfg.control.period_s, self.run_step, self.now_s, self._worker_error
+        )
         self._servo_loop.start()
         if start_worker:
             self._worker.start()
@@ -197,7 +193,7 @@ class Rt2Node(Node):
                     self.log.info(f"episode {t.episode_id} started: {t.instruction!r}")
                     self._stream.on_start()
                     self.servo.enable()
-                    self._wake.set()
+                    self._worker.wake()
                 else:
                     reason = t.reason.value if t.reason is not None else "?"
                     self.log.info(
@@ -232,39 +228,11 @@ class Rt2Node(Node):
         if cmd is not None and self._stream.markers_due(now_s, self.controller.running):
             self.visuals.publish_markers(self.ee_pose.anchor, cmd.twist, self.get_clock().now().to_msg(), cmd.stop)
 
-    # -- control worker ------------------------------------------------------------------------
-    def _worker_loop(self) -> None:
-        grid = self._grid
-        while not self._stop_evt.is_set():
-            try:
-                now_s = self.now_s()
-                if not self.controller.running:
-                    grid.reset()
-                    self._wake.wait(0.05)
-                    self._wake.clear()
-                    continue
-                if self._wake.is_set():  # a new episode: act at once
-                    self._wake.clear()
-                    grid.reset()
-                if self.controller.chunked:
-                    # Chunks: infer when the queue runs low (inference ahead); the servo timer
-                    # keeps executing the queue meanwhile.
-                    if self.controller.inference_due(now_s):
-                        self.run_step(now_s)
-                    else:
-                        self._wake.wait(CHUNK_POLL_S)
-                    continue
-                wait_s = grid.wait_s(now_s)
-                if wait_s > 0:
-                    self._wake.wait(min(wait_s, 0.05))
-                    continue
-                self.run_step(now_s)
-                grid.stepped(now_s)
-            except Exception as e:  # noqa: BLE001 - the worker must never die silently
-                self.log.error(f"control step failed: {type(e).__name__}: {e}")
-                self.controller.fault(f"internal error: {e}", self.now_s())
-                self._handle_transitions()
-                self._stop_evt.wait(0.1)
+    # -- control worker (rt2_ros.servo_stream.ControlWorker) ----------------------------------
+    def _worker_error(self, e: Exception) -> None:
+        self.log.error(f"control step failed: {type(e).__name__}: {e}")
+        self.controller.fault(f"internal error: {e}", self.now_s())
+        self._handle_transitions()
 
     def run_step(self, now_s: float) -> StepOutcome | None:
         """One control step at ``now_s`` (s, node clock) and its publications."""
@@ -364,12 +332,9 @@ class Rt2Node(Node):
     def shutdown(self, timeout_s: float = 2.0) -> None:
         """Stop the worker, end the episode, publish the zero twist (call before
         ``destroy_node``; the context must still be valid)."""
-        self._stop_evt.set()
-        self._wake.set()
         self._servo_loop.stop()
         self._side_timer.cancel()
-        if self._worker.is_alive():
-            self._worker.join(timeout_s)
+        self._worker.stop(timeout_s)
         try:
             self.controller.cancel(self.now_s())
             self._handle_transitions()

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from rt2_ros.servo_stream import ZERO_BURST_S, ControlGrid, ServoStream, StreamTick
+from rt2_ros.servo_stream import ZERO_BURST_S, ControlGrid, ControlWorker, ServoStream, StreamTick
 
 
 def test_twists_flow_while_running_and_for_the_zero_burst_after_a_stop_then_servo_pauses_once():
@@ -72,3 +72,80 @@ def test_control_grid_keeps_its_phase_and_restarts_after_an_overrun():
     assert g.next_s == pytest.approx(0.95)
     g.reset()
     assert g.wait_s(0.8) == 0.0
+
+
+class _FakeController:
+    """What ControlWorker reads of the controller."""
+
+    def __init__(self, running=True, chunked=False, due=False):
+        self.running, self.chunked, self.due = running, chunked, due
+
+    def inference_due(self, now_s):
+        return self.due
+
+
+def _worker(ctrl, period_s=0.05, fail=False):
+    import threading
+    import time
+
+    steps, errors, lock = [], [], threading.Lock()
+
+    def run_step(now_s):
+        with lock:
+            steps.append(now_s)
+        if fail:
+            raise RuntimeError("boom")
+
+    w = ControlWorker(ctrl, period_s, run_step, time.monotonic, errors.append)
+    return w, steps, errors
+
+
+def test_control_worker_steps_on_its_grid_only_while_an_episode_runs():
+    import time
+
+    ctrl = _FakeController(running=False)
+    w, steps, _ = _worker(ctrl)
+    w.start()
+    try:
+        time.sleep(0.2)
+        assert steps == []  # no episode: no model call
+        ctrl.running = True
+        w.wake()
+        time.sleep(0.33)
+        assert 3 <= len(steps) <= 8  # about one per 0.05 s period
+        gaps = [b - a for a, b in zip(steps, steps[1:])]
+        assert min(gaps) >= 0.045  # never a burst of catch-up steps
+    finally:
+        w.stop(2.0)
+    n = len(steps)
+    time.sleep(0.15)
+    assert len(steps) == n  # stopped means stopped
+
+
+def test_control_worker_with_chunks_steps_only_when_inference_is_due():
+    import time
+
+    ctrl = _FakeController(chunked=True, due=False)
+    w, steps, _ = _worker(ctrl)
+    w.start()
+    try:
+        time.sleep(0.15)
+        assert steps == []
+        ctrl.due = True
+        time.sleep(0.05)
+        assert steps  # asked within a few ms of being due
+    finally:
+        w.stop(2.0)
+
+
+def test_control_worker_survives_a_failing_step_and_reports_it():
+    import time
+
+    w, steps, errors = _worker(_FakeController(), period_s=0.02, fail=True)
+    w.start()
+    try:
+        time.sleep(0.35)
+    finally:
+        w.stop(2.0)
+    assert len(steps) >= 2 and len(errors) == len(steps)  # every failure reported, the loop went on
+    assert all(isinstance(e, RuntimeError) for e in errors)
