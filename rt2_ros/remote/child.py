@@ -231,6 +231,8 @@ class ChildPolicy(Policy):
             "--max-image-side",
             "8192",
             "--no-warmup",  # loading already ends with a warm-up inference
+            "--idle-timeout-s",
+            "86400",  # the node is the only client and idles between episodes: never cut it off
         ]
         self._env = dict(os.environ if env is None else env, PYTHONUNBUFFERED="1")
         self._env.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # no progress bars in the node's log
