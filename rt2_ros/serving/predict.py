@@ -77,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
     fmt = args.format or ("openvla" if is_openvla else "rt2")
     overrides: dict[str, Any] = {
         "policy.backend": "local",
+        "policy.process": "in_process",  # this process loads and runs the model (and prints its ids)
         "policy.model_path": str(model_dir),
         "policy.prompt": args.prompt or ("openvla" if fmt == "openvla" else "rt2"),
         "policy.device": args.device,

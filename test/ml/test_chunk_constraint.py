@@ -12,6 +12,9 @@ pytest.importorskip("tokenizers")
 
 from rt2_ros.config import load_config  # noqa: E402
 from rt2_ros.factory import make_policy  # noqa: E402
+
+#: These tests read the transformers backend itself: run it in this process.
+IN_PROCESS = {"policy.process": "in_process"}
 from rt2_ros.policies.base import Observation  # noqa: E402
 from rt2_ros.policies.constrained import ActionLogitsProcessor  # noqa: E402
 from rt2_ros.testing.fast_tokenizer import train_fast_tokenizer  # noqa: E402
@@ -26,7 +29,7 @@ def _obs(seed=0):
 
 
 def test_rt2_chunk_generates_exactly_h_actions_with_every_terminate_field_restricted(tiny_model_dir):
-    cfg = load_config(overrides={**policy_overrides(tiny_model_dir), "action.horizon": 4})
+    cfg = load_config(overrides={**policy_overrides(tiny_model_dir), "action.horizon": 4, **IN_PROCESS})
     pol = make_policy(cfg)
     assert pol.n_action_tokens == 32 and pol.metadata.action_dim == 8
     for k in range(4):
@@ -39,7 +42,13 @@ def test_rt2_chunk_generates_exactly_h_actions_with_every_terminate_field_restri
 
 def test_integer_text_chunk_uses_one_token_per_integer_0_to_bins(tiny_model_dir):
     # The test vocabulary spells 0..255 as single tokens: 255 is the largest integer (bins).
-    over = {**policy_overrides(tiny_model_dir), "action.format": "int_text", "action.bins": 255, "action.horizon": 3}
+    over = {
+        **policy_overrides(tiny_model_dir),
+        "action.format": "int_text",
+        "action.bins": 255,
+        "action.horizon": 3,
+        **IN_PROCESS,
+    }
     pol = make_policy(load_config(overrides=over))
     assert pol.n_action_tokens == 21 and all(len(a) == 256 for a in pol._allowed)
     for r in pol.infer_batch(_obs(1)):
@@ -47,7 +56,7 @@ def test_integer_text_chunk_uses_one_token_per_integer_0_to_bins(tiny_model_dir)
 
 
 def test_openvla_chunk_generates_h_times_7_tail_ids(tiny_model_dir):
-    over = {**policy_overrides(tiny_model_dir, action_format="openvla"), "action.horizon": 2}
+    over = {**policy_overrides(tiny_model_dir, action_format="openvla"), "action.horizon": 2, **IN_PROCESS}
     pol = make_policy(load_config(overrides=over))
     vocab = over["action.openvla_vocab_size"]
     assert pol.n_action_tokens == 14 and pol.metadata.action_dim == 7
@@ -68,6 +77,7 @@ def test_fast_allows_only_fast_ids_then_end_of_sequence(tiny_model_dir, tmp_path
         "action.fast_min_token": info["min_token"],
         "action.fast_vocab_size": info["vocab_size"],
         "action.fast_id_offset": 300,  # FAST token i is model id 300 + i
+        **IN_PROCESS,
     }
     # Random weights rarely spell a whole FAST chunk, so no warm-up (it needs a valid action).
     pol = make_policy(load_config(overrides=over), warmup=False)

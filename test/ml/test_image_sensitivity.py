@@ -22,6 +22,7 @@ from openvla_fixture import ROOT  # noqa: E402
 from rt2_ros.action_tokenizer import OpenVLAActionTokenizer, select_unnorm_stats  # noqa: E402
 from rt2_ros.config import load_config  # noqa: E402
 from rt2_ros.factory import make_policy  # noqa: E402
+from rt2_ros.policies.base import PolicyError  # noqa: E402
 from rt2_ros.policies.transformers_policy import ModelLoadError, TransformersPolicy  # noqa: E402
 from rt2_ros.testing.make_model import (  # noqa: E402
     TEST_UNNORM_KEY,
@@ -106,8 +107,9 @@ def test_rt2_ros_serve_refuses_an_image_blind_checkpoint(tmp_path):
     blind = save_openvla_checkpoint(model, processor, tmp_path / "blind", norm_stats=example_statistics())
     for f in ("openvla_towers.json", "rt2_ros_test_model.json"):
         (blind / f).write_text((good / f).read_text())
-    # the node's and the server's loader: make_policy from the config
-    with pytest.raises(ModelLoadError, match=BLIND):
+    # the node's loader (the model in its policy child by default): make_policy from the config;
+    # the child's refusal reaches the node as a policy error quoting it
+    with pytest.raises(PolicyError, match=BLIND):
         make_policy(load_config(overrides=policy_overrides(blind, "openvla")))
     cfg = tmp_path / "rt2.yaml"
     o = policy_overrides(blind, "openvla")

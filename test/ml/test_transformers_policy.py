@@ -92,7 +92,7 @@ _CHILD = textwrap.dedent(
     from rt2_ros.factory import make_policy
     from rt2_ros.policies.base import Observation
     overrides = json.loads(sys.argv[1])
-    policy = make_policy(load_config(overrides={**overrides, **IN_PROCESS}))
+    policy = make_policy(load_config(overrides={**overrides, "policy.process": "in_process"}))
     rng = np.random.default_rng(123)
     instructions = json.loads(sys.argv[2])
     out = []

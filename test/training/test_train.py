@@ -99,7 +99,7 @@ def _processor(path):
 def test_prompt_and_answer_are_the_ids_the_node_decodes(tiny_model_dir, dataset_dir):
     from rt2_ros.factory import make_policy
 
-    cfg = load_config(overrides={"policy.model_path": str(tiny_model_dir)})
+    cfg = load_config(overrides={"policy.model_path": str(tiny_model_dir), "policy.process": "in_process"})
     policy = make_policy(cfg, warmup=False)  # the node's codec: the config's action section
     proc = _processor(tiny_model_dir)
     targets = ActionTargets(cfg.action, proc.tokenizer)
