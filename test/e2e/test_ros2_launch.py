@@ -226,7 +226,11 @@ def test_bringup_launch_with_the_readme_ros2_commands(ros2, tmp_path):
     assert echo.wait_for("state: 1", 30.0), echo.output()
     assert "instruction: pick up the red block" in echo.output()
     # Issue 15 (9): the expert's ground-truth helper node keeps its own name under launch.
-    nodes = ros2.run("node", "list", "--no-daemon", "--spin-time", "3", timeout_s=60.0).stdout.split()
+    want = {"/rt2_expert_ground_truth", "/servo_node", "/rt2_sim", "/rt2_node"}
+    for _ in range(4):  # discovery within one 3 s spin can miss a node on a loaded machine
+        nodes = ros2.run("node", "list", "--no-daemon", "--spin-time", "3", timeout_s=60.0).stdout.split()
+        if want <= set(nodes):
+            break
     assert nodes.count("/rt2_node") == 1, nodes
     assert "/rt2_expert_ground_truth" in nodes and "/servo_node" in nodes and "/rt2_sim" in nodes, nodes
 
