@@ -39,6 +39,7 @@ from rt2_ros.motion import Twist, delta_to_twist, gripper_command
 from rt2_ros.policies.base import Policy, PolicyError, PolicyResult, check_image
 from rt2_ros.policies.prompts import check_instruction
 from rt2_ros.safety import MAX_FUTURE_S, SafetyEnvelope, ServoCommand
+from rt2_ros.throttle import RejectionLog
 
 __all__ = ["Controller", "StepOutcome", "EpisodeInfo", "InstructionRateLimit", "WARN_PERIOD_S"]
 
@@ -174,7 +175,7 @@ class Controller:
         #: Chunk mode: actions executed in this controller's life (diagnostics).
         self.executed_actions = 0
         self._instruction_budget = InstructionRateLimit(cfg.control.max_instruction_rate_hz)
-        self._warned_at: dict[str, float] = {}
+        self._warnings = RejectionLog(WARN_PERIOD_S)
         s = cfg.safety
         if s.workspace_enabled and not s.require_ee_pose:
             log.warning(
@@ -183,10 +184,8 @@ class Controller:
             )
 
     def _warn_throttled(self, key: str, text: str) -> None:
-        """Log ``text`` at most once per :data:`WARN_PERIOD_S` per ``key``."""
-        now = time.monotonic()
-        if now - self._warned_at.get(key, -np.inf) >= WARN_PERIOD_S:
-            self._warned_at[key] = now
+        """Log ``text`` at most once per :data:`WARN_PERIOD_S` per ``key`` (:class:`RejectionLog`)."""
+        if self._warnings.record(key) is not None:
             log.warning(text)
 
     # -- inputs ----------------------------------------------------------------------
