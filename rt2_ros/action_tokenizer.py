@@ -187,6 +187,9 @@ class ActionCodec(Protocol):
         horizon: actions per model output (1 for RT-2 and OpenVLA; a chunk for newer
             formats).
         tokens_per_action: model tokens per action (RT-2: 8 incl. terminate; OpenVLA: 7).
+        decodes_ids: True when the codec decodes the model's token ids (OpenVLA, FAST);
+            False when it reads the text (RT-2, integer text). A caller that has both
+            passes all the answer's ids to the former (a FAST answer has no fixed length).
         gripper_range: ``(closed-most, open-most)`` decoded gripper values, used to
             map the gripper to the [0, 1] command.
     """
@@ -195,6 +198,7 @@ class ActionCodec(Protocol):
     action_dim: int
     horizon: int
     tokens_per_action: int
+    decodes_ids: bool
 
     @property
     def gripper_range(self) -> tuple[float, float]: ...
@@ -325,6 +329,7 @@ class RT2ActionTokenizer:
 
     n_fields = 8
     format = "rt2"
+    decodes_ids = False
     action_dim = 7
     tokens_per_action = n_fields
 
@@ -665,6 +670,7 @@ class OpenVLAActionTokenizer:
     """
 
     format = "openvla"
+    decodes_ids = True
 
     def __init__(
         self,
@@ -872,6 +878,7 @@ class IntegerTextCodec:
     """
 
     format = "int_text"
+    decodes_ids = False
     action_dim = 7
     tokens_per_action = 7
 
@@ -1004,6 +1011,7 @@ class FASTActionCodec:
     """
 
     format = "fast"
+    decodes_ids = True
     action_dim = 7
     tokens_per_action = 7
 

@@ -549,10 +549,9 @@ class RemotePolicy(Policy):
         ids = frame.get("token_ids") or []
         if not isinstance(text, str) or not isinstance(ids, list) or not all(isinstance(i, int) for i in ids):
             raise self._fail("server sent a malformed result", reconnect=False)
-        codec = self._codec
-        n = codec.horizon * codec.tokens_per_action
-        action_ids = None if codec.format == "rt2" else (ids[-n:] if len(ids) >= n else ids)
-        decoded = result_from_output(codec, text, ids, action_ids=action_ids)
+        # Id formats decode every id the server reports (its answer: the generated ids, the
+        # prompt excluded; a FAST chunk has no fixed length); text formats read the text.
+        decoded = result_from_output(self._codec, text, ids, action_ids=ids if self._codec.decodes_ids else None)
         actions, error = decoded.actions, decoded.error
         self._check_server_decoding(frame.get("action"), decoded.action)
         if frame.get("action") is None and actions:

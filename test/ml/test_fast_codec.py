@@ -153,3 +153,34 @@ def test_cli_decodes_fast_tokens_to_a_json_list(fast_dir, tmp_path, capsys):
     assert isinstance(out, list) and len(out) == H
     assert cli_main(args + [text.rsplit(" ", 1)[0]]) == 1
     assert "DCT coefficients" in capsys.readouterr().err
+
+
+def test_the_remote_client_decodes_a_fast_answer_from_all_its_ids(fast_dir):
+    """A FAST answer has no fixed length: the robot decodes every id the server reports
+    (``decodes_ids``), with its own codec, to the same chunk the codec gives."""
+    pytest.importorskip("websockets")
+    from rt2_ros.remote.client import RemotePolicy
+
+    d, info = fast_dir
+    cfg = load_config(
+        overrides={
+            "action.format": "fast",
+            "action.horizon": H,
+            "action.fast_tokenizer_path": str(d),
+            "action.fast_min_token": info["min_token"],
+            "action.fast_vocab_size": info["vocab_size"],
+            "action.fast_id_offset": 1000,
+        }
+    )
+    codec = make_codec(cfg.action)
+    assert codec.decodes_ids
+    text, ids = codec.encode_chunk(_physical(np.random.default_rng(5).uniform(-1.0, 1.0, (H, 7))))
+    want = np.array([a.vector for a in codec.decode_output(text, ids)])
+    client = RemotePolicy("ws://127.0.0.1:9", cfg.action)  # never connects: only its decoding runs
+    frame = {"type": "result", "id": 1, "text": text, "token_ids": list(ids), "action": {"terminate": False}}
+    r = client._to_result(frame, rtt_ms=1.0)
+    assert r.error is None and len(r.actions) == H
+    np.testing.assert_allclose([a.vector for a in r.actions], want)
+    # a truncated answer is no action (never the chunk of a suffix or prefix)
+    bad = client._to_result({**frame, "token_ids": list(ids[3:])}, rtt_ms=1.0)
+    assert bad.actions == () and bad.error
