@@ -369,3 +369,35 @@ def test_period_must_give_an_integer_fps(tmp_path, two_episode_bag):
     cfg = load_config(overrides={"control.period_s": 0.3})
     with pytest.raises(ValueError, match="integer fps"):
         build_dataset([two_episode_bag], tmp_path / "x", cfg)
+
+
+def test_dagger_records_the_experts_labels_for_the_states_the_learner_visits(tmp_path, tiny_model_dir):
+    """DAgger (record_inprocess with a learner): the random tiny model drives the arm, the
+    expert's answer for each of its images is what /rt2/action carries, so the dataset's
+    actions are the expert's (no roll/pitch wobble) while the path is the learner's."""
+    pytest.importorskip("pybullet")
+    pytest.importorskip("rclpy")
+    pytest.importorskip("torch")
+    from rt2_ros.action_tokenizer import make_codec
+    from rt2_ros.policies.transformers_policy import TransformersPolicy
+    from rt2_ros.sim.record_inprocess import record_expert_episodes
+    from rt2_ros.sim.settings import load_sim_settings
+
+    cfg = load_sim_settings().rt2_config(extra={"control.max_steps": 8, "control.terminate_debounce": 9})
+    learner = TransformersPolicy.from_pretrained(tiny_model_dir, rt2_codec=make_codec(cfg.action), num_threads=1)
+    ins = ["move to the green block"]
+    dagger = record_expert_episodes(tmp_path / "dagger", ins, [4], cfg=cfg, learner=learner, beta=0.0)
+    expert = record_expert_episodes(tmp_path / "expert", ins, [4], cfg=cfg)
+    out_d, _ = build(tmp_path / "d", cfg, dagger)
+    out_e, _ = build(tmp_path / "e", cfg, expert)
+    d, e = read_data(out_d), read_data(out_e)
+    learner_says = [learner.infer(image_of(img), ins[0]) for img in d["observation.images.camera"][:3]]
+    labels = np.asarray(d["action"])
+    assert len(labels) >= 5
+    # the learner's own answers wobble in roll and pitch; the recorded labels are the expert's
+    assert any(abs(r.action.delta_rotation[0]) > 0.02 for r in learner_says if r.action is not None)
+    assert np.abs(labels[:, 3:5]).max() < 0.02
+    # and the states are the learner's: its path leaves the expert's
+    assert not np.allclose(
+        np.asarray(d["observation.state"])[-1][:3], np.asarray(e["observation.state"])[-1][:3], atol=0.01
+    )
