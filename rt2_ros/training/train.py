@@ -763,6 +763,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, default=d.lr, help="learning rate")
     p.add_argument("--warmup-ratio", type=float, default=d.warmup_ratio, help="warm-up fraction")
     p.add_argument("--save-steps", type=int, default=d.save_steps, help="checkpoint every N steps")
+    p.add_argument(
+        "--save-total-limit", type=int, default=d.save_total_limit, help="checkpoints kept (oldest deleted first)"
+    )
     p.add_argument("--eval-steps", type=int, default=None, help="evaluate every N steps (default --save-steps)")
     p.add_argument("--logging-steps", type=int, default=d.logging_steps, help="log every N steps")
     p.add_argument("--num-workers", type=int, default=d.num_workers, help="data loader workers")
@@ -800,6 +803,7 @@ def run(args: argparse.Namespace) -> int:
         lr=args.lr,
         warmup_ratio=args.warmup_ratio,
         save_steps=args.save_steps,
+        save_total_limit=args.save_total_limit,
         eval_steps=args.eval_steps,
         logging_steps=args.logging_steps,
         num_workers=args.num_workers,
