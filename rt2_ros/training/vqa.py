@@ -12,7 +12,11 @@ from that ground truth:
   left?", "is the red block left or right of the blue block?";
 * nearer: "which is nearer to the robot, the red block or the green block?";
 * counts: "how many blocks are on the table?", "how many yellow blocks are there?";
-* state: "is the gripper open or closed?", "is the green block lifted?".
+* state: "is the gripper open or closed?", "is the green block lifted?";
+* where (localisation, as PaLI's detection tasks in RT-2's VLM data): "where is the red
+  block?" -> "52 43", "where is the gripper?" -> "31 50 48": positions in whole
+  centimetres in ``panda_link0``, y shifted by +50 cm so every number is non-negative
+  (one number token each). Every frame gets one of these first.
 
 Questions are asked in RT-2's VQA form ``Q: <question>? A:`` and answered in a word or a
 number. The output is a parquet file of (image, question, answer) with the Hugging Face
@@ -87,7 +91,22 @@ def questions_from_ground_truth(gt: dict[str, Any], rng: random.Random, k: int =
     lifted = pos[c][2] - size[c] / 2 - table > 0.02
     cands.append((_q(f"is the {c} block lifted"), "yes" if lifted else "no", "state"))
     rng.shuffle(cands)
-    return cands[:k]
+    return _where(gt, pos, rng)[: max(k, 0)] + cands[: max(k - 1, 0)]
+
+
+def _cm(v: float, shift: float = 0.0) -> str:
+    return str(int(round((v + shift) * 100.0)))
+
+
+def _where(gt: dict[str, Any], pos: dict[str, np.ndarray], rng: random.Random) -> list[tuple[str, str, str]]:
+    """One localisation question: a block's (x, y) or the gripper's (x, y, z), in cm (y + 50)."""
+    tcp = (gt.get("tcp") or {}).get("position")
+    targets = sorted(pos) + (["gripper"] if tcp is not None else [])
+    c = rng.choice(targets)
+    if c == "gripper":
+        x, y, z = (float(v) for v in tcp)
+        return [(_q("where is the gripper"), f"{_cm(x)} {_cm(y, 0.5)} {_cm(z)}", "where")]
+    return [(_q(f"where is the {c} block"), f"{_cm(pos[c][0])} {_cm(pos[c][1], 0.5)}", "where")]
 
 
 def _png(img: np.ndarray) -> bytes:

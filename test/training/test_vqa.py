@@ -48,6 +48,16 @@ def test_answers_follow_from_the_ground_truth():
     assert one["Q: is the gripper open or closed? A:"] == "closed"
     assert one["Q: how many yellow blocks are there? A:"] == "0"
     assert one["Q: how many red blocks are there? A:"] == "1"
+    # localisation in whole cm of panda_link0, y + 50 cm (one number token each)
+    assert one["Q: where is the red block? A:"] == "45 65"
+    assert one["Q: where is the green block? A:"] == "60 40"
+
+
+def test_every_question_set_starts_with_a_localisation_question():
+    rng = random.Random(3)
+    for _ in range(20):
+        qa = questions_from_ground_truth(SCENE, rng, k=2)
+        assert len(qa) == 2 and qa[0][2] == "where" and qa[1][2] != "where"
 
 
 def test_ground_truth_without_blocks_is_refused():
