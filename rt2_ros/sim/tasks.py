@@ -34,6 +34,7 @@ __all__ = [
     "REACH_TOLERANCE_M",
     "DIRECTIONS",
     "COLORS",
+    "COLOR_SYNONYMS",
 ]
 
 #: Pick succeeds when the block bottom is this far above the table top [m].
@@ -62,6 +63,18 @@ COLORS: dict[str, tuple[float, float, float, float]] = {
     "green": (0.15, 0.70, 0.20, 1.0),
     "blue": (0.12, 0.30, 0.90, 1.0),
     "yellow": (0.95, 0.80, 0.10, 1.0),
+}
+
+#: Other words for the block colours, accepted in instructions ("lift the crimson block"):
+#: paraphrases for testing a policy's language generalisation (the task uses the colour).
+COLOR_SYNONYMS: dict[str, str] = {
+    "crimson": "red",
+    "scarlet": "red",
+    "emerald": "green",
+    "lime": "green",
+    "navy": "blue",
+    "azure": "blue",
+    "golden": "yellow",
 }
 
 _OBJ = r"(?:the\s+)?(?P<color>[a-z]+)\s+(?:block|cube|box)"
@@ -122,8 +135,8 @@ def _normalise(text: str) -> str:
 def parse_instruction(text: str) -> Task:
     """Parse an instruction into a :class:`Task`.
 
-    Accepted forms (case and punctuation ignored): ``pick up|pick|lift|grasp|grab
-    the <color> block|cube``; ``push|slide the <color> block [to the]
+    Accepted forms (case and punctuation ignored; colours also by the words of
+    :data:`COLOR_SYNONYMS`): ``pick up|pick|lift|grasp|grab the <color> block|cube``; ``push|slide the <color> block [to the]
     left|right|forward|backward``; ``move to|reach|touch the <color> block``.
 
     Raises:
@@ -137,7 +150,7 @@ def parse_instruction(text: str) -> Task:
         m = pat.match(t)
         if m is None:
             continue
-        color = m.group("color")
+        color = COLOR_SYNONYMS.get(m.group("color"), m.group("color"))
         if color not in COLORS:
             raise ValueError(f"unknown block colour {color!r} in {text!r} (known: {', '.join(COLORS)})")
         direction = m.groupdict().get("direction")

@@ -43,6 +43,10 @@ def _gt(red=(0.5, 0.1, 0.02), tcp=(0.3, 0.0, 0.5), size=0.04):
         ("move to the green block", "reach", "green", None),
         ("reach for the red block", "reach", "red", None),
         ("touch the blue block", "reach", "blue", None),
+        # paraphrases of the generalisation test (issue 12): colour words map to the block
+        ("lift the crimson block", "pick", "red", None),
+        ("grab the scarlet cube", "pick", "red", None),
+        ("go to the navy cube", "reach", "blue", None),
     ],
 )
 def test_instructions_parse_into_tasks(text, kind, color, direction):
