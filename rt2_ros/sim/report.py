@@ -73,7 +73,7 @@ class EpisodeRecord:
         return float(np.mean(self.latencies_ms)) if self.latencies_ms else math.nan
 
     def summary(self) -> dict[str, Any]:
-        """One JSON-ready row (no frames, no paths)."""
+        """One JSON-ready row (no frames, no paths; the policy latency of every step, ms)."""
         lat = self.mean_latency_ms
         return {
             "backend": self.backend,
@@ -85,6 +85,7 @@ class EpisodeRecord:
             "detail": self.detail,
             "wall_s": round(self.wall_s, 2),
             "mean_latency_ms": None if math.isnan(lat) else round(lat, 2),
+            "latencies_ms": [round(float(x), 2) for x in self.latencies_ms],
             "rejected_steps": self.rejected,
             "error": self.error,
         }
