@@ -10,10 +10,13 @@ and the generated ids decode back to the RT-2 action string. The directory is
 written with ``save_pretrained`` (model + ``PaliGemmaProcessor``) and loads with
 ``AutoModelForImageTextToText`` / ``AutoProcessor`` offline: nothing downloads.
 
-Sizes (224 x 224 input):
+Sizes (224 x 224 input unless said):
 
 * ``tiny``: ~0.3 M parameters, 49 image tokens; builds in about a second.
-  Tests and the demo use it.
+  Tests use it.
+* ``mini``: ~3.4 M parameters, 96 x 96 input (patch 12: 64 image tokens), a 2-layer
+  SigLIP tower and a 3-layer Gemma decoder with Gemma's 0.02 initialisation: the
+  random-init base ``make train`` trains from.
 * ``small``: ~60 M parameters, 196 image tokens (about RT-2-on-a-laptop scale
   for timing, not for quality).
 
@@ -81,6 +84,19 @@ SIZES: dict[str, dict[str, dict[str, int]]] = {
             head_dim=16,
         ),
     },
+    "mini": {
+        "vision": dict(
+            hidden_size=128, intermediate_size=512, num_hidden_layers=2, num_attention_heads=4, patch_size=12
+        ),
+        "text": dict(
+            hidden_size=256,
+            intermediate_size=768,
+            num_hidden_layers=3,
+            num_attention_heads=4,
+            num_key_value_heads=1,
+            head_dim=64,
+        ),
+    },
     "small": {
         "vision": dict(
             hidden_size=384, intermediate_size=1536, num_hidden_layers=6, num_attention_heads=6, patch_size=16
@@ -132,6 +148,11 @@ OPENVLA_TEST_DIMS: dict[str, Any] = {
 }
 
 _IMAGE_SIZE = 224
+#: Per-size departures from the defaults: ``mini`` is the base ``make train`` trains from,
+#: so it gets a trainable initialisation (Gemma's 0.02) and a 96 px input (the processor
+#: resizes the 224 px camera image; 64 image tokens), which keeps training and inference
+#: fast on a CPU.
+_SIZE_OPTIONS: dict[str, dict[str, float]] = {"mini": {"image_size": 96, "initializer_range": 0.02}}
 #: Text initialiser scale: larger than the usual 0.02 so that random weights give
 #: answers that vary with the image and instruction (tests see many different
 #: action tokens, not one repeated token).
@@ -268,7 +289,7 @@ def build_tokenizer(seed: int = 0) -> Any:
     )
 
 
-def _siglip_image_processor(image_seq_length: int | None = None) -> Any:
+def _siglip_image_processor(image_seq_length: int | None = None, image_size: int = _IMAGE_SIZE) -> Any:
     try:  # transformers >= 5 without torchvision: the PIL backend (no fallback warning)
         from transformers.models.siglip.image_processing_pil_siglip import SiglipImageProcessorPil as IP
     except ImportError:  # pragma: no cover - transformers 4.x
@@ -278,7 +299,7 @@ def _siglip_image_processor(image_seq_length: int | None = None) -> Any:
         from transformers import SiglipImageProcessor as IP  # noqa: F811 - torch backend when available
     except ImportError:
         pass
-    ip = IP(size={"height": _IMAGE_SIZE, "width": _IMAGE_SIZE}, image_mean=[0.5] * 3, image_std=[0.5] * 3)
+    ip = IP(size={"height": image_size, "width": image_size}, image_mean=[0.5] * 3, image_std=[0.5] * 3)
     if image_seq_length is not None:
         ip.image_seq_length = image_seq_length
     return ip
@@ -306,18 +327,20 @@ def build_paligemma(size: str = "tiny", seed: int = 0) -> tuple[Any, Any]:
     )
 
     dims = SIZES[size]
-    n_img = (_IMAGE_SIZE // dims["vision"]["patch_size"]) ** 2
+    opts = _SIZE_OPTIONS.get(size, {})
+    image_size = int(opts.get("image_size", _IMAGE_SIZE))
+    n_img = (image_size // dims["vision"]["patch_size"]) ** 2
     tokenizer = build_tokenizer(seed)
-    processor = PaliGemmaProcessor(image_processor=_siglip_image_processor(n_img), tokenizer=tokenizer)
+    processor = PaliGemmaProcessor(image_processor=_siglip_image_processor(n_img, image_size), tokenizer=tokenizer)
     vocab = len(processor.tokenizer)  # after the processor's <image>, <locNNNN>, <segNNN> tokens
     text_hidden = dims["text"]["hidden_size"]
-    vision = SiglipVisionConfig(image_size=_IMAGE_SIZE, projection_dim=text_hidden, **dims["vision"])
+    vision = SiglipVisionConfig(image_size=image_size, projection_dim=text_hidden, **dims["vision"])
     text = GemmaConfig(
         vocab_size=vocab,
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.eos_token_id,
         bos_token_id=tokenizer.bos_token_id,
-        initializer_range=_TEXT_INIT_RANGE,
+        initializer_range=float(opts.get("initializer_range", _TEXT_INIT_RANGE)),
         max_position_embeddings=1024,
         **dims["text"],
     )
@@ -544,7 +567,7 @@ def make_test_model(out_dir: str | Path, size: str = "tiny", seed: int = 0, form
         "seed": seed,
         "num_parameters": int(sum(p.numel() for p in model.parameters())),
         "vocab_size": len(processor.tokenizer),
-        "image_size": _IMAGE_SIZE,
+        "image_size": int(model.config.vision_config.image_size),
         "image_tokens": int(processor.image_seq_length),
         "action_token_pattern": ACTION_TOKEN_PATTERN,
         "unnorm_key": TEST_UNNORM_KEY,
@@ -600,7 +623,12 @@ def policy_overrides(model_dir: str | Path, action_format: str = "rt2", prompt: 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Arguments of ``rt2-ros make-test-model``."""
     p.add_argument("out_dir", help="directory to write the model to")
-    p.add_argument("--size", choices=sorted(SIZES), default="tiny", help="tiny (~0.3 M params) or small (~60 M)")
+    p.add_argument(
+        "--size",
+        choices=sorted(SIZES),
+        default="tiny",
+        help="tiny (~0.3 M params), mini (~3.4 M, make train's random-init base) or small (~60 M)",
+    )
     p.add_argument("--seed", type=int, default=0, help="random seed for weights and tokenizer corpus")
     p.add_argument(
         "--format",
