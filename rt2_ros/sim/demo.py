@@ -8,8 +8,11 @@ reset (``/rt2/reset`` -> ``/sim/reset``, a new randomised layout), instruction o
 
 * ``scripted`` - the sim's expert (ground truth in, RT-2 action text out,
   :mod:`rt2_ros.sim.expert`): shows the whole stack succeeding;
-* ``vla`` - a PaliGemma-architecture test model with random weights
-  (``rt2-ros make-test-model``): the model path runs end to end; no success expected.
+* ``vla`` - a VLA through the local backend: a model trained by ``rt2-ros train`` (``make
+  train`` installs one in ``models/rt2_sim_mini``, which is then the default) with its own
+  codec, ending its episodes with its own terminate token; or a random-weight test model
+  (``rt2-ros make-test-model``, the default while no trained model is installed), run to
+  the step limit under a tight envelope: the model path end to end, no success expected.
 
 ``--chunk 8`` runs both with action chunks: 8 actions per inference (RT-2 text of 8 x 8
 integers), one executed per control period, the next chunk inferred while 2 remain.
@@ -39,7 +42,17 @@ from typing import Any
 
 from rt2_ros.sim import SCRIPTED_EXPERT
 
-__all__ = ["add_arguments", "run", "DEFAULT_INSTRUCTIONS", "NodeProcess"]
+__all__ = ["add_arguments", "run", "DEFAULT_INSTRUCTIONS", "default_vla_model", "NodeProcess"]
+
+
+def default_vla_model() -> Path:
+    """The VLA the package ships (``make train`` reproduces it; its card is its README.md):
+    ``models/rt2_sim_mini`` of the source tree, or of the installed share directory."""
+    from rt2_ros.config import default_config_path
+
+    here = Path(__file__).resolve().parents[2] / "models" / "rt2_sim_mini"
+    return here if here.is_dir() else default_config_path().parents[1] / "models" / "rt2_sim_mini"
+
 
 #: Instructions the demo cycles through (the blocks are red, green and blue).
 DEFAULT_INSTRUCTIONS = [
@@ -60,15 +73,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--policies",
         default="scripted,vla",
-        help="comma-separated: scripted (the sim's expert), vla (the test model) (default both)",
+        help="comma-separated: scripted (the sim's expert), vla (the trained model) (default both)",
     )
     p.add_argument(
         "--model",
-        default="out/models/tiny",
-        help="test model directory for the vla policy (rt2-ros make-test-model; default out/models/tiny)",
+        default=None,
+        help="model directory of the vla policy: an rt2-ros train output or a random-weight test model "
+        "(rt2-ros make-test-model) (default: models/rt2_sim_mini when installed, else out/models/tiny)",
     )
     p.add_argument("--vla-episodes", type=int, default=None, help="episodes of the vla policy (default --episodes)")
-    p.add_argument("--vla-max-steps", type=int, default=20, help="step limit of vla episodes (default 20)")
+    p.add_argument(
+        "--vla-max-steps",
+        type=int,
+        default=None,
+        help="step limit of vla episodes (default 40 for a trained model, 20 for a random test model)",
+    )
     p.add_argument(
         "--chunk",
         type=int,
@@ -189,12 +208,25 @@ def _policy_overrides_one(policy: str, args: argparse.Namespace) -> dict[str, An
     if policy == "scripted":
         return {"policy.backend": SCRIPTED_EXPERT}
     if policy == "vla":
-        from rt2_ros.testing.make_model import policy_overrides
+        from rt2_ros.testing.make_model import INFO_FILE, policy_overrides
 
-        model = Path(args.model)
+        model = Path(args.model) if args.model else default_vla_model()
+        if not args.model and not model.is_dir():
+            model = Path("out/models/tiny")
         if not model.is_dir():
-            raise FileNotFoundError(f"no test model at {model}: build it with `rt2-ros make-test-model {model}`")
-        steps = int(args.vla_max_steps)
+            raise FileNotFoundError(
+                f"no model at {model}: `make train` makes the demo's VLA, `rt2-ros make-test-model {model}` a test one"
+            )
+        if not (model / INFO_FILE).is_file():
+            # A trained model: its own codec (rt2_ros_policy.yaml in the directory) and its own
+            # terminate token; the envelope of config/sim.yaml as for the expert.
+            return {
+                "policy.backend": "local",
+                "policy.model_path": str(model.resolve()),
+                "control.max_steps": int(args.vla_max_steps or 40),
+                "policy.num_threads": 1,
+            }
+        steps = int(args.vla_max_steps or 20)
         # Random weights: the terminate token means nothing, and greedy decoding repeats
         # it. Requiring more consecutive terminate tokens than the step limit lets every
         # episode run to its step limit (the model path end to end, then a clean stop).
