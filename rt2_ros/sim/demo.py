@@ -46,8 +46,9 @@ __all__ = ["add_arguments", "run", "DEFAULT_INSTRUCTIONS", "default_vla_model", 
 
 
 def default_vla_model() -> Path:
-    """The VLA the package ships (``make train`` reproduces it; its card is its README.md):
-    ``models/rt2_sim_mini`` of the source tree, or of the installed share directory."""
+    """Where ``make train`` installs its model (``RT2_TRAIN_INSTALL=1``; the card is its
+    README.md): ``models/rt2_sim_mini`` of the source tree, or of the installed share
+    directory. The directory may not exist (no model is shipped yet)."""
     from rt2_ros.config import default_config_path
 
     here = Path(__file__).resolve().parents[2] / "models" / "rt2_sim_mini"
@@ -73,7 +74,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--policies",
         default="scripted,vla",
-        help="comma-separated: scripted (the sim's expert), vla (the trained model) (default both)",
+        help="comma-separated: scripted (the sim's expert), vla (a model on the local backend) (default both)",
     )
     p.add_argument(
         "--model",
@@ -215,7 +216,7 @@ def _policy_overrides_one(policy: str, args: argparse.Namespace) -> dict[str, An
             model = Path("out/models/tiny")
         if not model.is_dir():
             raise FileNotFoundError(
-                f"no model at {model}: `make train` makes the demo's VLA, `rt2-ros make-test-model {model}` a test one"
+                f"no model at {model}: `make train` trains one, `rt2-ros make-test-model {model}` makes a test one"
             )
         if not (model / INFO_FILE).is_file():
             # A trained model: its own codec (rt2_ros_policy.yaml in the directory) and its own
