@@ -85,6 +85,14 @@ def test_vqa_dataset_from_sim_recordings(tmp_path):
     img = np.asarray(Image.open(io.BytesIO(rows[0]["image"]["bytes"])))
     assert img.shape == (224, 224, 3)
     meta = json.loads((tmp_path / "vqa" / "meta.json").read_text())
-    assert meta["pairs"] == len(rows) and set(meta["kinds"]) <= {"colour", "left_right", "nearer", "count", "state"}
+    assert meta["pairs"] == len(rows) and set(meta["kinds"]) <= {
+        "colour",
+        "left_right",
+        "nearer",
+        "count",
+        "state",
+        "where",
+    }
+    assert "where" in meta["kinds"]
     # a recording without ground truth gives no pairs: a clear error
     assert main(["dataset", "vqa", str(tmp_path / "mcap"), "--out", str(tmp_path / "v2"), "--camera", "/nope"]) == 1
