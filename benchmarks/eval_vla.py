@@ -40,11 +40,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-TEMPLATES = {
-    "reach": "move to the {color} block",
-    "push": "push the {color} block {direction}",
-    "pick": "pick up the {color} block",
-}
+from rt2_ros.sim.record_inprocess import FAMILY_TEMPLATES as TEMPLATES  # noqa: E402 - the training wording
+
 DIRECTIONS = ("left", "right", "forward", "backward")
 
 
