@@ -66,7 +66,8 @@ python -m rt2_ros.cli train --dataset "$OUT/data" --base "$OUT/base" --out "$MOD
 say "trained: $MODEL"
 if [ "${RT2_TRAIN_INSTALL:-0}" = "1" ]; then
   python -m rt2_ros.training.install_model "$MODEL" models/rt2_sim_mini --command "make train" \
-    --data-seeds "robot 100000-100479, VQA scenes 200000-200079" --train-seconds "$(( $(date +%s) - t0 ))"
+    --data-seeds "robot 100000-$((100000 + N_REACH + N_PUSH + N_PICK - 1)), VQA scenes 200000-$((200000 + V_REACH + V_PUSH + V_PICK - 1))" \
+    --train-seconds "$(( $(date +%s) - t0 ))"
   say "installed models/rt2_sim_mini"
 else
   say "run it: RT2_DEMO_MODEL=$MODEL make demo   (or python benchmarks/eval_vla.py --model $MODEL)"
