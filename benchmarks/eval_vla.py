@@ -41,8 +41,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from rt2_ros.sim.record_inprocess import FAMILY_TEMPLATES as TEMPLATES  # noqa: E402 - the training wording
-
-DIRECTIONS = ("left", "right", "forward", "backward")
+from rt2_ros.sim.record_inprocess import PUSH_DIRECTIONS as DIRECTIONS  # noqa: E402
 
 
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -58,7 +57,10 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
 
 def instructions_for(family: str, n: int, colors: list[str], template: str | None) -> list[str]:
     t = template or TEMPLATES[family]
-    return [t.format(color=colors[k % len(colors)], direction=DIRECTIONS[(k // len(colors)) % 4]) for k in range(n)]
+    return [
+        t.format(color=colors[k % len(colors)], direction=DIRECTIONS[(k // len(colors)) % len(DIRECTIONS)])
+        for k in range(n)
+    ]
 
 
 def summarise(rows: list[dict]) -> dict:

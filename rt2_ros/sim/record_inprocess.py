@@ -26,7 +26,7 @@ from typing import Any, Sequence
 from rt2_ros.action_tokenizer import make_codec
 from rt2_ros.controller import Controller
 
-__all__ = ["record_expert_episodes", "RECORDED_TOPICS", "FAMILY_TEMPLATES", "plan_episodes", "main"]
+__all__ = ["record_expert_episodes", "RECORDED_TOPICS", "FAMILY_TEMPLATES", "PUSH_DIRECTIONS", "plan_episodes", "main"]
 
 #: (topic, type) written per episode: the demo's recording minus Servo internals.
 RECORDED_TOPICS = [
@@ -152,7 +152,8 @@ FAMILY_TEMPLATES: dict[str, str] = {
     "push": "push the {color} block {direction}",
     "pick": "pick up the {color} block",
 }
-_PUSH_DIRECTIONS = ("left", "right", "forward", "backward")
+#: Push directions the recorded episodes draw from (keys of rt2_ros.sim.tasks.DIRECTIONS).
+PUSH_DIRECTIONS = ("left", "right", "forward", "backward")
 
 
 def plan_episodes(
@@ -175,7 +176,7 @@ def plan_episodes(
             raise ValueError(f"bad family/count {family}:{n} (families: {', '.join(FAMILY_TEMPLATES)})")
         for _ in range(n):
             text = FAMILY_TEMPLATES[family].format(
-                color=rng.choice(list(colors)), direction=rng.choice(_PUSH_DIRECTIONS)
+                color=rng.choice(list(colors)), direction=rng.choice(PUSH_DIRECTIONS)
             )
             pairs.append((text, seed))
             seed += 1
