@@ -64,6 +64,10 @@ def _rows(episodes, backend):
     return [e for e in episodes if e["backend"] == backend]
 
 
+def _stamp(msg) -> float:
+    return msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+
+
 def _read(path, topics):
     from mcap.reader import make_reader
     from mcap_ros2.decoder import DecoderFactory
@@ -116,7 +120,12 @@ def test_vla_episodes_run_to_the_step_limit_and_stop_cleanly(demo):
         actions = [m for t, _, m in msgs if t == "/rt2/action" and m.valid]
         assert len(actions) >= VLA_MAX_STEPS - 1 and all(len(m.tokens) == 8 for m in actions)
         end = next(t for topic, t, m in msgs if topic == "/rt2/episode" and m.state == 2)
-        twists_after = [m.twist for topic, t, m in msgs if topic == "/servo_node/delta_twist_cmds" and t > end + 0.05]
+        # Commanded after the end, by the node's own stamps: the recorder's receive times of two
+        # topics can differ by 0.1-0.2 s (a twist stamped before the end arriving after it).
+        end_stamp = next(_stamp(m) for topic, _, m in msgs if topic == "/rt2/episode" and m.state == 2)
+        twists_after = [
+            m.twist for topic, _, m in msgs if topic == "/servo_node/delta_twist_cmds" and _stamp(m) > end_stamp + 0.05
+        ]
         assert twists_after, "no zero twists after the end"
         assert all(
             not any((tw.linear.x, tw.linear.y, tw.linear.z, tw.angular.x, tw.angular.y, tw.angular.z))
