@@ -26,6 +26,15 @@ __all__ = [
     "config_from_flat",
     "MODEL_SETTINGS_FILE",
     "with_model_settings",
+    "ActionConfig",
+    "PolicyConfig",
+    "ControlConfig",
+    "FramesConfig",
+    "SafetyConfig",
+    "GripperConfig",
+    "TopicsConfig",
+    "ServoConfig",
+    "ResetConfig",
 ]
 
 #: In a model directory written by ``rt2-ros train``: the ``action`` section and
@@ -42,6 +51,8 @@ class _Section(BaseModel):
 
 
 class ActionConfig(_Section):
+    """The ``action`` section: how model output decodes into actions (format, bins, bounds in m / rad / gripper units, chunk horizon)."""
+
     format: Literal["rt2", "openvla", "int_text", "fast"] = Field(
         "rt2",
         description="rt2: 8 integers in 256 bins; openvla: 7 token ids; int_text: 7 integers in [0, bins] "
@@ -90,6 +101,8 @@ class ActionConfig(_Section):
 
 
 class PolicyConfig(_Section):
+    """The ``policy`` section: which backend runs the model, where, and how."""
+
     backend: str = Field(
         "local",
         description="local | remote | MODULE:CALLABLE (CALLABLE(cfg) returns the Policy)",
@@ -134,6 +147,8 @@ class PolicyConfig(_Section):
 
 
 class ControlConfig(_Section):
+    """The ``control`` section: control period, servo rate, episode limits, chunk execution."""
+
     period_s: float = Field(0.2, gt=0.0, le=10.0, description="control period, one model action per period [s]")
     servo_rate_hz: float = Field(50.0, gt=0.0, le=1000.0, description="twist publishing rate [Hz]")
     max_steps: int = Field(100, ge=1, description="episode step limit")
@@ -159,12 +174,16 @@ class ControlConfig(_Section):
 
 
 class FramesConfig(_Section):
+    """The ``frames`` section: planning, command and end-effector frames."""
+
     planning_frame: str = Field("panda_link0", min_length=1, description="frame of the workspace box")
     command_frame: str = Field("panda_link0", min_length=1, description="frame_id of twists to Servo")
     ee_frame: str = Field("panda_hand", min_length=1, description="end-effector frame")
 
 
 class SafetyConfig(_Section):
+    """The ``safety`` section: speed and acceleration caps, the workspace box, watchdogs."""
+
     max_linear_speed_axis_mps: float = Field(0.25, gt=0.0, le=5.0, description="per-axis linear speed cap [m/s]")
     max_linear_speed_mps: float = Field(0.3, gt=0.0, le=5.0, description="linear speed norm cap [m/s]")
     max_angular_speed_axis_radps: float = Field(1.0, gt=0.0, le=20.0, description="per-axis angular speed cap [rad/s]")
@@ -202,6 +221,8 @@ class SafetyConfig(_Section):
 
 
 class GripperConfig(_Section):
+    """The ``gripper`` section: the gripper command output."""
+
     enabled: bool = Field(True, description="publish gripper commands")
     output: Literal["float64", "action"] = Field("float64", description="std_msgs/Float64 or GripperCommand action")
     binarize: bool = Field(False, description="snap the command to 0/1 at threshold")
@@ -213,6 +234,8 @@ class GripperConfig(_Section):
 
 
 class TopicsConfig(_Section):
+    """The ``topics`` section: every topic the node uses."""
+
     image: str = Field("/camera/image_raw", description="sensor_msgs/Image input")
     compressed_image: str = Field("", description="sensor_msgs/CompressedImage input; empty = off")
     instruction: str = Field("/rt2/instruction", description="std_msgs/String input")
@@ -226,12 +249,16 @@ class TopicsConfig(_Section):
 
 
 class ServoConfig(_Section):
+    """The ``servo`` section: the MoveIt Servo node and its interface generation."""
+
     namespace: str = Field("/servo_node", description="MoveIt Servo node name")
     distro: Literal["auto", "jazzy", "humble"] = Field("auto", description="Servo interface generation")
     use_tf: bool = Field(True, description="end-effector pose from TF when tf2_ros is importable")
 
 
 class ResetConfig(_Section):
+    """The ``reset`` section: homing for ``/rt2/reset``."""
+
     home_named_state: str = Field("ready", description="SRDF named state for /rt2/reset")
     planning_group: str = Field("panda_arm", min_length=1, description="MoveIt planning group moved by /rt2/reset")
     home_before_episode: bool = Field(False, description="go home before every episode")

@@ -6,13 +6,13 @@ return. ROS-free and clock-agnostic (every method takes ``now_s``); thread-safe,
 :meth:`Controller.step` (the model, slow) runs on a worker thread while
 :meth:`Controller.servo_command` (fast) runs on the servo timer.
 
-Per control period the worker calls :meth:`step`: the policy runs on the newest
+Per control period the worker calls :meth:`Controller.step`: the policy runs on the newest
 image, its output is decoded; a valid action becomes the velocity ``delta / period``
 (:func:`rt2_ros.motion.delta_to_twist`) held for one control period, then zero
 until the next action (``shared/docs/rt2-reference.md``, MoveIt Servo: twists are
 velocities). Every servo tick passes the :class:`~rt2_ros.safety.SafetyEnvelope`.
 
-Action chunks (``action.horizon`` > 1): :meth:`step` queues the whole chunk in an
+Action chunks (``action.horizon`` > 1): :meth:`Controller.step` queues the whole chunk in an
 :class:`~rt2_ros.chunking.ActionQueue` (action ``k`` due at ``t_inference + k * period``);
 :meth:`servo_command` executes one queued action per control period (open loop, or ACT's
 temporal ensembling with ``control.execute: ensemble``), counts it as an episode step,
@@ -431,7 +431,7 @@ class Controller:
         return self._outcome(result, result.action, None, ts, latency_ms, twist=items[0][1], gripper=None)
 
     def inference_due(self, now_s: float) -> bool:
-        """Chunk mode: whether the caller should run :meth:`step` now.
+        """Chunk mode: whether the caller should run :meth:`Controller.step` now.
 
         True while an episode runs and the queue holds at most ``control.chunk_threshold``
         unfinished actions (0: only when it is empty, the arm then waits for the model);
@@ -598,6 +598,7 @@ class Controller:
 
     @property
     def state(self) -> EpisodeState:
+        """The episode's state (:class:`rt2_ros.episode.EpisodeState`)."""
         return self.episode.state
 
     @property

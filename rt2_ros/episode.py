@@ -24,6 +24,8 @@ class EpisodeState(enum.IntEnum):
 
 
 class EndReason(str, enum.Enum):
+    """Why an episode ended (the ``reason`` of ``/rt2/episode``)."""
+
     TERMINATE = "terminate"
     STEP_LIMIT = "step_limit"
     TIME_LIMIT = "time_limit"
@@ -94,9 +96,11 @@ class Episode:
 
     @property
     def running(self) -> bool:
+        """True while an episode runs."""
         return self.state is EpisodeState.RUNNING
 
     def elapsed_s(self, now_s: float) -> float:
+        """Seconds since the episode started (to its end once it ended; 0 before the first)."""
         if self.state is EpisodeState.IDLE:
             return 0.0
         end = now_s if self.running else self._end_s
@@ -176,12 +180,15 @@ class Episode:
         return None
 
     def cancel(self, now_s: float) -> Transition | None:
+        """End the running episode as ``cancelled`` (``/rt2/stop``); None when none runs."""
         return self.finish(EndReason.CANCELLED, now_s)
 
     def e_stop(self, now_s: float) -> Transition | None:
+        """End the running episode by the emergency stop; None when none runs."""
         return self.finish(EndReason.E_STOP, now_s)
 
     def fault(self, detail: str, now_s: float) -> Transition | None:
+        """End the running episode as a ``fault`` with ``detail``; None when none runs."""
         return self.finish(EndReason.FAULT, now_s, detail=detail)
 
     def pending_terminate(self) -> bool:

@@ -84,7 +84,7 @@ def raw_to_rgb(data, height: int, width: int, step: int, encoding: str) -> np.nd
     and padded rows.
 
     Raises:
-        ValueError: see :func:`pixel_view`.
+        ValueError: see ``pixel_view``.
     """
     view = pixel_view(data, height, width, step, encoding)
     enc = str(encoding)

@@ -34,14 +34,17 @@ class Twist:
 
     @staticmethod
     def zero() -> "Twist":
+        """The zero twist (the stop command)."""
         return Twist(np.zeros(3), np.zeros(3))
 
     @property
     def is_zero(self) -> bool:
+        """True when every component is exactly zero."""
         return not (np.any(self.linear) or np.any(self.angular))
 
     @property
     def is_finite(self) -> bool:
+        """True when every component is finite (no NaN or inf)."""
         return bool(np.all(np.isfinite(self.linear)) and np.all(np.isfinite(self.angular)))
 
 

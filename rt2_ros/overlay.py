@@ -48,6 +48,7 @@ class MarkerAnchor:
 
     @staticmethod
     def at_command_frame(frame_id: str) -> "MarkerAnchor":
+        """An anchor at the origin of ``frame_id`` with the identity rotation (no end-effector pose known)."""
         return MarkerAnchor(frame_id, np.zeros(3), np.eye(3))
 
 

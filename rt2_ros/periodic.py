@@ -21,7 +21,7 @@ class PeriodicThread:
     """Call ``fn()`` every ``period_s`` on a daemon thread until :meth:`stop`.
 
     Ticks keep a fixed grid (no drift). A tick less than one period late runs at once;
-    after a longer stall the grid restarts from now (counted in :attr:`overruns`), so a
+    after a longer stall the grid restarts from now (counted in ``overruns``), so a
     stall never causes a burst of catch-up ticks. An exception in ``fn`` goes to
     ``on_error`` (default: ignored) and the ticks go on.
 
@@ -56,11 +56,13 @@ class PeriodicThread:
         self.overruns = 0
 
     def start(self) -> "PeriodicThread":
+        """Start the thread; returns ``self``."""
         self._thread.start()
         return self
 
     @property
     def alive(self) -> bool:
+        """True while the thread runs."""
         return self._thread.is_alive()
 
     def stop(self, timeout_s: float = 2.0) -> None:

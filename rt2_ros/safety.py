@@ -53,6 +53,7 @@ class ServoCommand:
 
     @staticmethod
     def make_stop(*reasons: str) -> "ServoCommand":
+        """A stop: the zero twist with the gripper held, for ``reasons``."""
         return ServoCommand(Twist.zero(), True, tuple(reasons))
 
 
@@ -92,10 +93,12 @@ class Watchdog:
         return math.inf if self.last_s is None else now_s - self.last_s
 
     def expired(self, now_s: float) -> bool:
+        """True when the newest stamp is older than ``limit_s`` at ``now_s`` (s), or lies in the future."""
         age = self.age(now_s)
         return age > self.limit_s or age < -MAX_FUTURE_S
 
     def clear(self) -> None:
+        """Forget the last stamp (the watchdog is then expired)."""
         self.last_s = None
 
 
@@ -142,6 +145,7 @@ class SafetyEnvelope:
     # -- e-stop --------------------------------------------------------------------
     @property
     def estop_engaged(self) -> bool:
+        """True while the emergency stop is latched."""
         return self._estop
 
     def engage_estop(self) -> None:
@@ -149,6 +153,7 @@ class SafetyEnvelope:
         self._estop = True
 
     def clear_estop(self) -> None:
+        """Clear the latched emergency stop."""
         self._estop = False
 
     @property

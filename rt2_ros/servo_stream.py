@@ -107,7 +107,7 @@ class ServoStream:
 
     def on_estop(self, now_s: float) -> None:
         """The e-stop was engaged (the caller sent a zero twist, even when idle): zero
-        twists for at least :attr:`zero_burst_s` from now."""
+        twists for at least ``zero_burst_s`` from now."""
         with self._lock:
             self._burst_until_s = max(self._burst_until_s, now_s + self.zero_burst_s)
 
@@ -122,7 +122,7 @@ class ServoStream:
 
     def markers_due(self, now_s: float, running: bool) -> bool:
         """Whether to publish markers at ``now_s`` (while the stream runs, at most every
-        :attr:`marker_period_s`); True also records the publication time."""
+        ``marker_period_s``); True also records the publication time."""
         with self._lock:
             due = (running or now_s < self._burst_until_s) and now_s - self._last_marker_s >= self.marker_period_s
             if due:
@@ -187,6 +187,7 @@ class ControlWorker:
         self._thread = threading.Thread(target=self._loop, name="rt2_control", daemon=True)
 
     def start(self) -> None:
+        """Start the worker thread."""
         self._thread.start()
 
     def wake(self) -> None:

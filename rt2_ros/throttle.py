@@ -57,6 +57,7 @@ class OnceLog:
         self._lock = threading.Lock()
 
     def first(self, key: str) -> bool:
+        """True the first time ``key`` is seen, False afterwards (thread-safe)."""
         with self._lock:
             if key in self._seen:
                 return False

@@ -163,7 +163,8 @@ class ActionCodec(Protocol):
     decodes_ids: bool
 
     @property
-    def gripper_range(self) -> tuple[float, float]: ...
+    def gripper_range(self) -> tuple[float, float]:
+        """``(closed-most, open-most)`` decoded gripper values (gripper units)."""
 
     def decode_output(self, text: str = "", token_ids: Sequence[int] | None = None) -> tuple["Action", ...]:
         """Decode one model output into ``horizon`` actions, all or none.

@@ -137,9 +137,11 @@ class FASTActionCodec:
         return [self.to_model_id(i) for i in range(self.vocab_size)]
 
     def to_model_id(self, fast_id: int) -> int:
+        """The model's token id of FAST vocabulary id ``fast_id`` (``id_offset``, ``id_reversed``)."""
         return self.id_offset - fast_id if self.id_reversed else fast_id + self.id_offset
 
     def to_fast_id(self, model_id: int) -> int:
+        """The FAST vocabulary id of a model token id (the inverse of :meth:`to_model_id`)."""
         return self.id_offset - model_id if self.id_reversed else model_id - self.id_offset
 
     @property

@@ -82,6 +82,7 @@ class PolicyMetadata:
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
+        """The metadata as a JSON-ready dict."""
         return dataclasses.asdict(self)
 
 
@@ -112,6 +113,7 @@ class PolicyResult:
 
     @property
     def total_ms(self) -> float:
+        """Sum of ``timings_ms`` (ms)."""
         return float(sum(self.timings_ms.values()))
 
 

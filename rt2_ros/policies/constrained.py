@@ -137,7 +137,7 @@ class CotSchedule:
 
     Attributes:
         prefix_ids: forced first tokens of the answer (``Plan:``).
-        marker_ids: tokens forced when the plan runs out of budget (`` Action:``).
+        marker_ids: tokens forced when the plan runs out of budget (``" Action:"``, its leading space included).
         max_plan_tokens: free tokens allowed after the prefix.
         decode: token ids -> text, used to spot the marker in free text.
         marker: the text that ends the plan (``Action:``).

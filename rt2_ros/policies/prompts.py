@@ -87,8 +87,8 @@ def build_prompt(template: str, instruction: str) -> str:
         instruction: the task, e.g. ``"pick up the red block"``.
 
     Returns:
-        The prompt text, e.g. ``"Q: what action should the robot take to pick
-        up the red block? A:"``.
+        The prompt text, e.g.
+        ``"Q: what action should the robot take to pick up the red block? A:"``.
 
     Raises:
         ValueError: bad instruction (see :func:`check_instruction`) or a custom

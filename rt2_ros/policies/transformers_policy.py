@@ -130,7 +130,7 @@ class TransformersPolicy(Policy):
         model: a transformers generative image-text model in eval mode.
         processor: its processor (``processor(images=, text=)`` returning
             ``input_ids``, ``attention_mask``, ``pixel_values``; ``.tokenizer``).
-        model_id: checkpoint path or name, reported in :attr:`metadata`.
+        model_id: checkpoint path or name, reported in ``metadata``.
         codec: the action codec (:func:`rt2_ros.codecs.make_codec`): an
             :class:`~rt2_ros.codecs.RT2ActionTokenizer` (8 integers, bounds,
             bins, terminate/continue values) or an
@@ -144,7 +144,7 @@ class TransformersPolicy(Policy):
         restrict_terminate: field 0 may only be the codec's terminate or continue value
             (False leaves it unconstrained; any other value then decodes as malformed
             output, no motion).
-        unnorm_key: the statistics key of an OpenVLA codec, reported in :attr:`metadata`.
+        unnorm_key: the statistics key of an OpenVLA codec, reported in ``metadata``.
         openvla_family: the model is OpenVLA's own class (append the empty token,
             batch 1).
         max_plan_tokens: chain of thought: free plan tokens before ``Action:`` is forced.

@@ -12,7 +12,7 @@ Safety rules (a server fault can never leave the robot moving):
   connection is then aborted), an error frame, a lost connection or a refused
   handshake raise :class:`~rt2_ros.policies.base.PolicyError`, which the controller
   turns into "no action" (zero twist). :meth:`RemotePolicy.close` returns within
-  :data:`CLOSE_TIMEOUT_S` whatever the server does. Nothing is cached, so an old action is never replayed;
+  ``CLOSE_TIMEOUT_S`` whatever the server does. Nothing is cached, so an old action is never replayed;
   a late reply that arrives during a later call is recognised by its request id
   and dropped.
 * reconnects use exponential backoff with jitter (``backoff_initial_s`` doubling up
@@ -213,6 +213,7 @@ class RemotePolicy(Policy):
     # -- connection ---------------------------------------------------------------------
     @property
     def connected(self) -> bool:
+        """True while a connection to the server is open."""
         return self._ws is not None
 
     def connect(self, timeout_s: float | None = None) -> None:
@@ -591,7 +592,7 @@ class RemotePolicy(Policy):
             )
 
     def close(self) -> None:
-        """Close the connection; returns within about :data:`CLOSE_TIMEOUT_S` whatever
+        """Close the connection; returns within about ``CLOSE_TIMEOUT_S`` whatever
         the server does (a step blocked on the network is not waited for: the
         connection is aborted under it, and that step fails as "no action")."""
         got = self._lock.acquire(timeout=0.1)

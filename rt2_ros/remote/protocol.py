@@ -100,6 +100,7 @@ class Limits:
         self.max_instruction_chars = int(max_instruction_chars)
 
     def to_dict(self) -> dict[str, int]:
+        """The limits as the metadata frame sends them."""
         return {
             "max_request_bytes": self.max_request_bytes,
             "max_image_side": self.max_image_side,
@@ -108,7 +109,7 @@ class Limits:
 
     def unpack_limits(self) -> dict[str, int]:
         """``msgpack.unpackb`` limits for a request frame: maps and arrays of at most
-        :data:`MAX_REQUEST_CONTAINER_LEN` entries, strings of at most 64 bytes per
+        ``MAX_REQUEST_CONTAINER_LEN`` entries, strings of at most 64 bytes per
         allowed instruction character plus 1 KiB (so a somewhat long instruction still
         gets its precise ``bad_request`` reply, a multi-megabyte one is refused at its
         header), binaries up to the frame size, no extension types. Nesting is bounded

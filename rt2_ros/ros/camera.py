@@ -74,6 +74,7 @@ class ImageInput:
         self.latest = (rgb, header.stamp, header.frame_id)
 
     def on_image(self, msg: Image) -> None:
+        """Subscription callback: a ``sensor_msgs/Image``; an unsupported encoding or a wrong size is logged and ignored."""
         try:
             rgb = image_msg_to_rgb(msg)
         except ValueError as e:
@@ -82,6 +83,7 @@ class ImageInput:
         self._accept(rgb, msg.header)
 
     def on_compressed(self, msg: CompressedImage) -> None:
+        """Subscription callback: a ``sensor_msgs/CompressedImage``; a frame that does not decode is logged and ignored."""
         try:
             rgb = compressed_msg_to_rgb(msg)
         except ValueError as e:

@@ -2,7 +2,7 @@
 
 The pose (m, ``frames.planning_frame``) and the rotation from the command frame
 (:func:`rt2_ros.frames.rotation_planning_from_command`, or TF) go to
-:meth:`rt2_ros.controller.Controller.on_ee_pose`; :attr:`EePoseInput.anchor` is where
+:meth:`rt2_ros.controller.Controller.on_ee_pose`; ``EePoseInput.anchor`` is where
 the RViz arrows start.
 """
 
@@ -77,6 +77,8 @@ class EePoseInput:
         self.anchor = MarkerAnchor(self.frames.planning_frame, pos, np.eye(3) if r_pc is None else r_pc)
 
     def on_pose(self, msg: PoseStamped) -> None:
+        """Subscription callback: a ``geometry_msgs/PoseStamped`` end-effector pose in ``frames.planning_frame``;
+        a pose in another frame is rejected (logged), the rest is checked as every pose is (NaN, reach, stamp)."""
         f = self.frames
         if msg.header.frame_id and msg.header.frame_id != f.planning_frame:
             self._reject(

@@ -161,6 +161,7 @@ class Rt2Node(Node):
             self._worker.start()
 
     def destroy_node(self) -> None:
+        """Stop the servo stream's thread, then destroy the node (rclpy)."""
         if hasattr(self, "_servo_loop"):
             self._servo_loop.stop()
         super().destroy_node()

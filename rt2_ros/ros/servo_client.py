@@ -189,6 +189,7 @@ class ServoClient:
             self.log.warning(f"MoveIt Servo status INVALID{': ' + message if message else ''}")
 
     def destroy(self) -> None:
+        """Destroy the service clients and the status subscription."""
         for c in self._clients.values():
             self.node.destroy_client(c)
         if self._status_sub is not None:

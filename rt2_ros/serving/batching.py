@@ -49,6 +49,7 @@ class BatchStats:
 
     @property
     def mean_batch_size(self) -> float:
+        """Requests per model call so far (0 before the first)."""
         return self.requests / self.batches if self.batches else 0.0
 
 
@@ -100,6 +101,7 @@ class DynamicBatcher:
 
     @property
     def running(self) -> bool:
+        """True while the batching task runs."""
         return self._task is not None and not self._task.done()
 
     def start(self) -> None:

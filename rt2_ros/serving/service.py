@@ -84,6 +84,7 @@ class InferenceService:
 
     @property
     def auth_required(self) -> bool:
+        """True when clients must send the API key."""
         return self._api_key is not None
 
     def check_key(self, authorization: str | None) -> bool:
@@ -102,6 +103,7 @@ class InferenceService:
         self.batcher.clients = self.clients
 
     def client_disconnected(self) -> None:
+        """Count a client that left (the batcher stops waiting for it)."""
         self.clients = max(0, self.clients - 1)
         self.batcher.clients = self.clients
 
@@ -179,4 +181,5 @@ class InferenceService:
             raise
 
     async def close(self) -> None:
+        """Stop the batcher (requests still queued get no answer)."""
         await self.batcher.stop()

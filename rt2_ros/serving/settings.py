@@ -118,7 +118,8 @@ def build_policy(settings: ServeSettings):
     (``CALLABLE(cfg: RT2Config)``), both through :func:`rt2_ros.factory.make_policy`.
 
     Raises:
-        ValueError / ConfigError: bad config or settings; PolicyError: the model does not load.
+        ValueError: bad config or settings (:class:`rt2_ros.config.ConfigError` is one).
+        PolicyError: the model does not load.
     """
     from rt2_ros.config import MODEL_SETTINGS_FILE, load_config, with_model_settings
     from rt2_ros.factory import make_policy

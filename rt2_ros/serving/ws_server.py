@@ -61,7 +61,7 @@ def make_ssl_context(certfile: str, keyfile: str | None = None) -> ssl_module.SS
     """Server TLS context from a PEM certificate (chain) and private key (stdlib ssl).
 
     Raises:
-        OSError / ssl.SSLError: unreadable or mismatching files.
+        OSError: unreadable or mismatching files (``ssl.SSLError`` is one).
     """
     ctx = ssl_module.SSLContext(ssl_module.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl_module.TLSVersion.TLSv1_2
@@ -134,6 +134,7 @@ class PolicyServer:
 
     @property
     def limits(self) -> Limits:
+        """The request limits the server enforces."""
         return self.service.limits
 
     @property
@@ -267,13 +268,19 @@ class BackgroundServer:
 
     @property
     def url(self) -> str:
+        """The server's ``ws://`` URL."""
         return self.server.url
 
     @property
     def port(self) -> int:
+        """The TCP port the server listens on."""
         return self.server.port
 
     def start(self) -> "BackgroundServer":
+        """Start the server in its thread and wait until it listens (10 s); returns ``self``.
+
+        Raises:
+            RuntimeError: it did not start."""
         self._thread = threading.Thread(target=self._main, name="rt2-server", daemon=True)
         self._thread.start()
         if not self._ready.wait(10.0) or self._error is not None:
@@ -304,6 +311,7 @@ class BackgroundServer:
             self._loop.close()
 
     def stop(self) -> None:
+        """Stop the server and join its thread (10 s at most)."""
         if self._loop is not None and self._stop is not None and self._thread is not None and self._thread.is_alive():
             self._loop.call_soon_threadsafe(self._stop.set)
             self._thread.join(10.0)

@@ -142,15 +142,18 @@ class NodeProcess:
         )
 
     def alive(self) -> bool:
+        """True while the process runs."""
         return self.proc.poll() is None
 
     def tail(self, n: int = 15) -> str:
+        """The last ``n`` lines of the process's log ('' when unreadable)."""
         try:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
         except OSError:
             return ""
 
     def stop(self, timeout_s: float = 8.0) -> int | None:
+        """SIGTERM, then SIGKILL after ``timeout_s`` (s); returns the exit code."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:

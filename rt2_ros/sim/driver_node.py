@@ -120,6 +120,7 @@ class DemoDriver:
                     return
 
     def close(self) -> None:
+        """Stop the recorder, the spin thread and the node."""
         if self._recorder is not None:
             self._recorder.close()
         self._stop.set()

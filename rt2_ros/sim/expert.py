@@ -62,6 +62,8 @@ TCP_OFFSET_M = 0.105
 
 
 class Phase(str, enum.Enum):
+    """Where the scripted expert is in its task."""
+
     APPROACH = "approach"
     DESCEND = "descend"
     CLOSE = "close"
@@ -154,7 +156,7 @@ class ScriptedExpertPolicy(Policy):
             extra={"backend": "scripted", "uses": "simulator ground truth", "horizon": codec.horizon},
         )
         self._predicting = False
-        #: Chunks: control steps executed per inference (the rest of a chunk is replaced by
+        #: With chunks, control steps executed per inference (the rest of a chunk is replaced by
         #: the next); set by :meth:`from_config` from ``control.*``.
         self.steps_per_inference = 1
         self._closer: Callable[[], None] | None = None
@@ -229,6 +231,7 @@ class ScriptedExpertPolicy(Policy):
 
     @property
     def phase(self) -> Phase:
+        """The expert's current :class:`Phase`."""
         return self._phase
 
     def infer_batch(self, observations: Sequence[Observation]) -> list[PolicyResult]:

@@ -81,6 +81,7 @@ class GroundTruthSubscriber:
             return self._latest
 
     def close(self) -> None:
+        """Stop the spin thread and destroy the node."""
         self._stop.set()
         self._thread.join(2.0)
         try:

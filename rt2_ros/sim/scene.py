@@ -27,7 +27,7 @@ import numpy as np
 
 from rt2_ros.sim.tasks import COLORS
 
-__all__ = ["SceneConfig", "Scene", "READY_JOINTS_RAD", "ARM_JOINTS", "FINGER_JOINTS"]
+__all__ = ["SceneConfig", "Layout", "Scene", "READY_JOINTS_RAD", "ARM_JOINTS", "FINGER_JOINTS"]
 
 #: MoveIt's "ready" named state of the Panda (moveit_resources_panda SRDF), rad.
 READY_JOINTS_RAD = (0.0, -math.pi / 4, 0.0, -3 * math.pi / 4, 0.0, math.pi / 2, math.pi / 4)
@@ -212,7 +212,7 @@ class Scene:
         """New layout from ``seed``, arm at home, gripper open; settles 0.25 s of physics.
 
         Raises:
-            RuntimeError: the blocks cannot be placed (see :func:`sample_layout`).
+            RuntimeError: the blocks cannot be placed (see ``sample_layout``).
         """
         p, pc = self.p, self._pc
         layout = sample_layout(self.cfg, seed)
@@ -388,11 +388,12 @@ class Scene:
         """Everything the scripted expert and the task checks need, JSON-ready.
 
         Returns:
-            ``{"time_s", "table_z_m", "layout_seed", "ee": {"frame", "position",
-            "orientation_xyzw"}, "tcp": {"position"}, "gripper": {"command",
-            "opening_m"}, "joints": {"names", "positions"}, "blocks": {color:
-            {"position", "orientation_xyzw", "size_m", "initial_position"}}}``;
-            positions in m in ``panda_link0``.
+            A dict with the keys ``time_s``, ``table_z_m``, ``layout_seed``, ``ee``
+            (``frame``, ``position``, ``orientation_xyzw``), ``tcp`` (``position``),
+            ``gripper`` (``command``, ``opening_m``), ``joints`` (``names``,
+            ``positions``) and ``blocks`` (per colour: ``position``,
+            ``orientation_xyzw``, ``size_m``, ``initial_position``); positions in m in
+            ``panda_link0``.
         """
         ee_p, ee_q = self.ee_pose()
         q, _ = self.joint_state()

@@ -118,11 +118,14 @@ class ArmModel(Protocol):
     upper: np.ndarray
     max_velocity: np.ndarray
 
-    def joint_state(self) -> tuple[np.ndarray, np.ndarray]: ...
+    def joint_state(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(positions rad, velocities rad/s)``, each ``float64 (7,)``."""
 
-    def jacobian(self, q: np.ndarray) -> np.ndarray: ...
+    def jacobian(self, q: np.ndarray) -> np.ndarray:
+        """``float64 (6, 7)`` end-effector Jacobian at joint positions ``q`` (rad), in the planning frame."""
 
-    def frame_rotation(self, frame: str) -> np.ndarray | None: ...
+    def frame_rotation(self, frame: str) -> np.ndarray | None:
+        """``float64 (3, 3)`` rotation of ``frame`` in the planning frame, or None for an unknown frame."""
 
 
 @dataclasses.dataclass(frozen=True)

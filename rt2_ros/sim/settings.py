@@ -29,6 +29,11 @@ __all__ = [
     "default_sim_config_path",
     "load_sim_settings",
     "flatten",
+    "CameraParams",
+    "GripperActionParams",
+    "SimTopicsParams",
+    "SimServoParams",
+    "ServoScaleParams",
 ]
 
 #: ``servo_node`` declares :class:`ServoNodeParams` under this prefix, as moveit_servo does.
@@ -40,6 +45,8 @@ class _Params(BaseModel):
 
 
 class CameraParams(_Params):
+    """``rt2_sim``'s ``camera.*``: the simulated camera."""
+
     rate_hz: float = Field(10.0, gt=0, description="camera frames per second [Hz]")
     width: int = Field(224, ge=1, description="image width [px]")
     height: int = Field(224, ge=1, description="image height [px]")
@@ -48,6 +55,8 @@ class CameraParams(_Params):
 
 
 class SimTopicsParams(_Params):
+    """``rt2_sim``'s ``topics.*``: the topics the simulation publishes and reads."""
+
     image: str = Field("/camera/image_raw", description="sensor_msgs/Image rgb8 out")
     camera_info: str = Field("/camera/camera_info", description="sensor_msgs/CameraInfo out")
     joint_states: str = Field("/joint_states", description="sensor_msgs/JointState out")
@@ -73,6 +82,8 @@ class GripperActionParams(_Params):
 
 
 class SimServoParams(_Params):
+    """``rt2_sim``'s ``servo.*``: the MoveIt Servo stand-in's name and interface generation."""
+
     namespace: str = Field("/servo_node", description="full name of the MoveIt Servo stand-in node")
     distro: Literal["auto", "jazzy", "humble"] = Field(
         "auto", description="Servo interface generation (auto: jazzy with moveit_msgs, else humble)"
@@ -92,6 +103,8 @@ class SimNodeParams(_Params):
 
 
 class ServoScaleParams(_Params):
+    """``moveit_servo.scale.*``: the scale of unitless commands."""
+
     linear: float = Field(0.4, description="scale of unitless linear input [m/s]")
     rotational: float = Field(0.8, description="scale of unitless angular input [rad/s]")
 

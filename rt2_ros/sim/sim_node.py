@@ -134,6 +134,7 @@ class SimNode(Node):
         self.tf = TransformBroadcaster(self) if HAVE_TF2 else None
 
     def scene_config(self) -> SceneConfig:
+        """The scene settings from the node's parameters."""
         c = self.params.camera
         return SceneConfig(
             colors=tuple(self.params.blocks), image_width=c.width, image_height=c.height, shadows=c.shadows
@@ -162,6 +163,7 @@ class ServoNode(Node):
             raise
 
     def servo_params(self) -> ServoParams:
+        """The Servo stand-in settings from the node's ``moveit_servo.*`` parameters."""
         p = self.params
         return ServoParams(
             planning_frame=p.planning_frame,
@@ -246,6 +248,7 @@ class SimRunner:
 
     # -- lifecycle --------------------------------------------------------------------------------
     def start(self) -> None:
+        """Start the simulation thread."""
         self._thread.start()
         self.log.info(
             f"rt2_sim: seed {self.world.seed}, Servo tick {self.world.tick_s * 1e3:.1f} ms, camera "
@@ -254,6 +257,7 @@ class SimRunner:
         )
 
     def stop(self, timeout_s: float = 3.0) -> None:
+        """Stop the simulation thread (``timeout_s``, s) and close the world."""
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout_s)

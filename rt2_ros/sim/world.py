@@ -41,6 +41,7 @@ class TaskState:
     check: TaskCheck | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        """The task and its check as a JSON-ready dict (``/sim/ground_truth``)."""
         return {
             "instruction": self.instruction,
             "kind": None if self.task is None else self.task.kind,
@@ -159,7 +160,9 @@ class SimWorld:
 
     @property
     def status(self) -> StatusCode:
+        """The Servo stand-in's status code."""
         return self.servo.status
 
     def close(self) -> None:
+        """Disconnect the physics server."""
         self.scene.close()

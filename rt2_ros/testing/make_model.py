@@ -231,8 +231,8 @@ def build_tokenizer(seed: int = 0) -> Any:
     win segmentation) and the corpus words as whole pieces.
 
     Returns:
-        ``transformers.PreTrainedTokenizerFast`` with ``<pad>``=0, ``<eos>``=1,
-        ``<bos>``=2, ``<unk>``=3, left padding.
+        ``transformers.PreTrainedTokenizerFast`` with ``<pad>`` = 0, ``<eos>`` = 1,
+        ``<bos>`` = 2, ``<unk>`` = 3, left padding.
     """
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast

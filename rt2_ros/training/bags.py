@@ -186,6 +186,7 @@ class ReadOptions:
 
     @classmethod
     def from_config(cls, cfg: Any, **kw: Any) -> "ReadOptions":
+        """Options from an :class:`rt2_ros.config.RT2Config` (period, frames, rotation convention, topics); ``kw`` overrides."""
         f = cfg.frames
         return cls(
             period_s=cfg.control.period_s,
@@ -198,10 +199,12 @@ class ReadOptions:
 
     @property
     def image_age_s(self) -> float:
+        """Oldest camera frame a step may use (s): ``max_image_age_s``, default one period."""
         return self.period_s if self.max_image_age_s is None else self.max_image_age_s
 
     @property
     def pose_gap_s(self) -> float:
+        """Largest gap between pose samples bridged (s): ``max_pose_gap_s``, default one period."""
         return self.period_s if self.max_pose_gap_s is None else self.max_pose_gap_s
 
 

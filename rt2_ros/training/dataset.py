@@ -256,6 +256,7 @@ class BuildReport:
         return out
 
     def to_dict(self) -> dict[str, Any]:
+        """The report as ``meta/rt2_ros.json`` stores it."""
         return {
             "bags": self.bags,
             "bags_used": self.bags_used,
@@ -305,7 +306,8 @@ def build_dataset(
         The :class:`BuildReport` (also in ``meta/rt2_ros.json``).
 
     Raises:
-        FileNotFoundError: no inputs; FileExistsError: ``out_dir`` exists (without overwrite);
+        FileNotFoundError: no inputs.
+        FileExistsError: ``out_dir`` exists (without ``overwrite``).
         ValueError: no usable step in any input (the problems are in the message), or bad options.
     """
     import pandas as pd
@@ -559,8 +561,13 @@ class DatasetMeta:
     """The metadata of a dataset directory written by :func:`build_dataset` (or LeRobot v3.0).
 
     Attributes:
-        root, info, stats, tasks (list: task_index -> text), episodes (list of dicts),
-        cameras (feature keys of images), rt2 (``meta/rt2_ros.json`` or {}).
+        root: the dataset directory.
+        info: ``meta/info.json``.
+        stats: ``meta/stats.json``.
+        tasks: task texts by ``task_index``.
+        episodes: one dict per episode.
+        cameras: the feature keys of the images.
+        rt2: ``meta/rt2_ros.json`` (or {}).
     """
 
     def __init__(self, root: Path, info: dict, stats: dict, tasks: list[str], episodes: list[dict], rt2: dict):
@@ -569,9 +576,11 @@ class DatasetMeta:
 
     @property
     def fps(self) -> int:
+        """Frames per second of the dataset (``info.json``)."""
         return int(self.info["fps"])
 
     def data_files(self) -> list[Path]:
+        """The dataset's data parquet files, in chunk and file order."""
         files = sorted(
             {(int(e["data/chunk_index"]), int(e["data/file_index"])) for e in self.episodes},
         )
@@ -582,8 +591,9 @@ def load_dataset_meta(root: str | Path) -> DatasetMeta:
     """Read ``meta/`` of a v3.0 dataset.
 
     Raises:
-        FileNotFoundError: not a dataset directory; ValueError: another codebase version
-        or a dataset with video features (``rt2-ros train`` reads image features).
+        FileNotFoundError: not a dataset directory.
+        ValueError: another codebase version, or a dataset with video features (``rt2-ros train``
+            reads image features).
     """
     import pandas as pd
     import pyarrow.parquet as pq

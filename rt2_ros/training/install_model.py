@@ -117,6 +117,7 @@ def install_model(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Command line: install a trained directory with its model card; returns the exit status."""
     p = argparse.ArgumentParser(prog="python -m rt2_ros.training.install_model", description=__doc__.splitlines()[0])
     p.add_argument("src", help="rt2-ros train output directory")
     p.add_argument("dst", help="where to install it (replaced)")

@@ -198,6 +198,7 @@ class ActionTargets:
 
     @property
     def n_action_tokens(self) -> int:
+        """Number of token ids that encode actions."""
         return len(self.allowed)
 
 

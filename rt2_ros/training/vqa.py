@@ -148,8 +148,9 @@ def build_vqa_dataset(
     older gets ``per_frame`` questions.
 
     Raises:
-        FileNotFoundError: no recordings; FileExistsError: ``out_dir`` not empty (without
-        overwrite); ValueError: no frame with ground truth in any recording.
+        FileNotFoundError: no recordings.
+        FileExistsError: ``out_dir`` not empty (without ``overwrite``).
+        ValueError: no frame with ground truth in any recording.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -227,7 +228,8 @@ def load_vqa(root: str | Path) -> Any:
     columns (e.g. a Hugging Face VQA dataset exported with ``to_parquet``).
 
     Raises:
-        FileNotFoundError: no parquet file; ValueError: columns missing.
+        FileNotFoundError: no parquet file.
+        ValueError: columns missing.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq

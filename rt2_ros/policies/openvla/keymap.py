@@ -36,7 +36,7 @@ upstream (``vision_backbone.featurizer.`` = tower 0,       native (``vision.towe
 ``norm``                                                   ``post_layernorm`` (unused)
 ``attn_pool.latent``                                       ``head.probe`` (MAP head, unused)
 ``attn_pool.q`` + ``attn_pool.kv`` (q rows, then k, v)     ``head.attention.in_proj_{weight,bias}``: concatenated
-``attn_pool.proj`` / ``norm`` / ``mlp.fc1`` / ``mlp.fc2``  ``head.attention.out_proj`` / ``head.layernorm`` /
+``attn_pool.proj``, ``norm``, ``mlp.fc1``, ``mlp.fc2``     ``head.attention.out_proj`` / ``head.layernorm`` /
                                                            ``head.mlp.fc1`` / ``head.mlp.fc2``
 *Projector and LLM*
 ``projector.fc1`` / ``fc2`` / ``fc3``                      ``projector.fc1`` / ``fc2`` / ``fc3``

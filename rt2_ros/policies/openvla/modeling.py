@@ -75,7 +75,7 @@ def _check_transformers() -> None:
 
 def build_tower(spec: TowerSpec, image_size: int) -> nn.Module:
     """A transformers vision model with the architecture of ``spec`` (weights uninitialised
-    when built under :func:`_no_init`).
+    when built under ``_no_init``).
 
     ``dinov2_reg`` -> ``Dinov2WithRegistersModel``; ``siglip`` -> ``SiglipVisionModel``
     (exact GELU, as timm's towers in OpenVLA).
@@ -187,7 +187,9 @@ class OpenVLANativeModel(nn.Module):
 
     Attributes:
         config: the checkpoint config (``config.model_type == "openvla"``).
-        vision, projector, language_model: the three parts.
+        vision: the vision backbone (one or two towers).
+        projector: the projector into the LLM's embedding space.
+        language_model: the LLM.
         supports_batching: True (the local backend batches it like PaliGemma).
     """
 
@@ -214,13 +216,16 @@ class OpenVLANativeModel(nn.Module):
 
     # transformers-style accessors used by the backend
     def get_input_embeddings(self) -> nn.Module:
+        """The language model's token embedding (transformers' interface)."""
         return self.language_model.get_input_embeddings()
 
     def get_output_embeddings(self) -> nn.Module:
+        """The language model's output head (transformers' interface)."""
         return self.language_model.get_output_embeddings()
 
     @property
     def dtype(self) -> torch.dtype:
+        """The dtype of the weights (that of the projector)."""
         return self.projector.fc1.weight.dtype
 
     # -- computation ------------------------------------------------------------------
