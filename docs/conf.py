@@ -58,15 +58,26 @@ myst_heading_anchors = 3
 # Every cross-reference must resolve (a broken :class: or a link to a missing page fails
 # the build); these are the outside names the docstrings mention without an inventory.
 nitpicky = True
+_OUTSIDE = (
+    "np|numpy|torch|transformers|rclpy|pydantic|pydantic_core|annotated_types|websockets|PIL|pybullet|msgpack|ray|"
+    "datasets|peft|pyarrow|tokenizers|scipy|accelerate|starlette|mcap|mcap_ros2|launch|launch_ros|"
+    "rcl_interfaces|sensor_msgs|geometry_msgs|std_msgs|std_srvs|builtin_interfaces|moveit_msgs|control_msgs|"
+    "visualization_msgs|tf2_ros|tf2_msgs|cv_bridge|rt2_ros\\.msg|"
+    # the standard library (no inventory offline)
+    "abc|argparse|array|asyncio|collections|concurrent|contextlib|dataclasses|enum|hmac|io|json|logging|"
+    "multiprocessing|os|pathlib|queue|random|re|selectors|signal|socket|ssl|ssl_module|subprocess|tempfile|"
+    "threading|types|typing|collections\\.abc"
+)
 nitpick_ignore_regex = [
-    (
-        r"py:.*",
-        r"(np|numpy|torch|transformers|rclpy|pydantic|websockets|PIL|pybullet|msgpack|ray|datasets|peft|pyarrow|tokenizers|scipy|accelerate)\..*",
-    ),
-    (
-        r"py:.*",
-        r"(rcl_interfaces|sensor_msgs|geometry_msgs|std_msgs|std_srvs|builtin_interfaces|moveit_msgs|control_msgs|visualization_msgs|tf2_ros|rt2_ros\.msg)\..*",
-    ),
+    # Names from outside the package: no inventory to resolve them against offline.
+    (r"py:.*", rf"({_OUTSIDE})(\..*)?"),
+    # Bare names of outside types in signatures (``Path``, rclpy's ``Node``, torch's ``Module``).
+    (r"py:class", r"(Path|Node|Module|Tensor|ndarray|Enum|IntEnum|ABC|Event|Thread|LogRecord|Handler|Namespace)"),
+    # pydantic constraints inside Annotated[...] signatures (``Ge(ge=0)``).
+    (r"py:class", r"(ge|gt|le|lt|min_length|max_length)=.*"),
+    # Private helpers and TypeVars are not documented.
+    (r"py:.*", r"(.*\.)?_[A-Za-z].*"),
+    (r"py:class", r"rt2_ros\.ros\.params\.M"),
 ]
 
 autodoc_member_order = "bysource"

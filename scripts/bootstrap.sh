@@ -24,14 +24,14 @@ touch "$VENV/COLCON_IGNORE"   # colcon must not look for packages inside the ven
 
 # The stamp covers the requirement files and this checkout's path (the project is
 # installed editable, so another clone sharing the venv re-points it).
-deps_hash="$( (echo "$ROOT"; cat "$ROOT/requirements/ros-jazzy.txt" "$ROOT/requirements/python.txt" "$ROOT/setup.py") | sha256sum | cut -d' ' -f1)"
+deps_hash="$( (echo "$ROOT"; cat "$ROOT/requirements/ros-jazzy.txt" "$ROOT/requirements/python.txt" "$ROOT/requirements/docs.txt" "$ROOT/setup.py") | sha256sum | cut -d' ' -f1)"
 # RT2_SKIP_PIP=1: use the venv as it is (a second worktree sharing the venv: its own
 # colcon install below puts its sources first on PYTHONPATH, ahead of the editable install).
 if [ -z "${RT2_SKIP_PIP:-}" ] && [ "$(cat "$VENV/.rt2-deps" 2>/dev/null)" != "$deps_hash" ]; then
   echo "[bootstrap] installing Python dependencies (ROS 2 Jazzy wheels, torch CPU, ...)"
   # One resolver run for both files, so ROS's pins (colcon: setuptools<80) hold for all.
   (cd "$ROOT" && "$VENV/bin/pip" install -q --disable-pip-version-check \
-      -r requirements/ros-jazzy.txt -r requirements/python.txt 2>&1 | grep -v "is ignored: it is neither") || true
+      -r requirements/ros-jazzy.txt -r requirements/python.txt -r requirements/docs.txt 2>&1 | grep -v "is ignored: it is neither") || true
   "$VENV/bin/pip" check >/dev/null || { "$VENV/bin/pip" check; exit 1; }
   echo "$deps_hash" > "$VENV/.rt2-deps"
 fi

@@ -11,24 +11,25 @@ command -v rosdoc2 >/dev/null || { echo "rosdoc2 not found: pip install -r requi
 rm -rf docs_build docs_output cross_reference
 mkdir -p docs_build
 log=docs_build/rosdoc2.log   # the whole output, kept
-start=$(date +%s.%N)
+start=$(date +%s%N)
 export RT2_DOCS_ROOT="$ROOT" RT2_DOCS_WARNINGS="$ROOT/docs_build/warnings.txt"
 set +e
 rosdoc2 build --package-path . --doc-build-directory docs_build --output-directory docs_output \
     --cross-reference-directory cross_reference >"$log" 2>&1
 rc=$?
 set -e
-end=$(date +%s.%N)
-# Sphinx's warnings ("file:line: WARNING: ...") and errors; rosdoc2's own notes are INFO.
-# Every warning Sphinx logged (docs/_ext/rt2_docs.py writes them there; rosdoc2 runs Sphinx
-# without -W, so this is where warnings become errors).
+end=$(date +%s%N)
+# Every warning Sphinx logged: docs/_ext/rt2_docs.py writes each to $RT2_DOCS_WARNINGS
+# (rosdoc2 runs Sphinx without -W, so this is where warnings become errors); Sphinx's own
+# count ("build succeeded, N warnings.") must agree that there were none.
 warnings="$(cat "$RT2_DOCS_WARNINGS" 2>/dev/null || true)"
 n=0
 [ -n "$warnings" ] && n=$(printf '%s\n' "$warnings" | wc -l)
+grep -q "^build succeeded\.$" "$log" || { [ "$rc" -eq 0 ] && [ "$n" -eq 0 ] && n=1 && warnings="$(grep -E "^build (succeeded|finished)" "$log" || echo "Sphinx did not report success")"; }
 if [ "$rc" -ne 0 ] || [ "$n" -ne 0 ]; then
   [ "$rc" -ne 0 ] && tail -40 "$log"
   [ -n "$warnings" ] && printf '%s\n' "$warnings"
   echo "[docs] FAILED: rosdoc2 exit $rc, $n warnings (every warning is an error)" >&2
   exit 1
 fi
-printf '[docs] built docs_output/rt2_ros/index.html in %.1f s, 0 warnings\n' "$(echo "$end - $start" | bc)"
+echo "[docs] built docs_output/rt2_ros/index.html in $(( (end - start) / 1000000000 )) s, 0 warnings"

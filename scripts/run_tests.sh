@@ -12,4 +12,6 @@ ruff check --quiet .
 ruff format --check --quiet .
 echo "[test] import-linter (.importlinter)"
 lint-imports --no-cache >/dev/null || lint-imports --no-cache
+echo "[test] docs: rosdoc2 build, every Sphinx warning an error (scripts/build_docs.sh)"
+bash "$ROOT/scripts/build_docs.sh"
 exec python -m pytest test "$@"

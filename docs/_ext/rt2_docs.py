@@ -23,6 +23,7 @@ from __future__ import annotations
 import importlib
 import logging as pylogging
 import os
+import re
 import typing
 from typing import Any
 
@@ -175,10 +176,16 @@ def resolve_reexports(app, env, node, contnode):
     target = node.get("reftarget", "")
     if not target.startswith(("rt2_ros", "")) or "rt2_ros" not in (target + (node.get("py:module") or "")):
         return None
-    canonical = _canonical(target.lstrip("~."), node.get("py:module"))
-    if canonical is None:
-        return None
     domain = env.get_domain("py")
+    target = target.lstrip("~.")
+    canonical = _canonical(target, node.get("py:module"))
+    if canonical is None:
+        # A short name (``step``, ``EePoseInput.anchor``) that names exactly one documented
+        # object of the package; an ambiguous one stays a warning.
+        hits = [name for name in domain.objects if name.startswith("rt2_ros.") and name.endswith("." + target)]
+        if len(hits) != 1:
+            return None
+        canonical = hits[0]
     node = node.deepcopy()
     node["reftarget"] = canonical
     return domain.resolve_xref(env, node["refdoc"], app.builder, node["reftype"], canonical, node, contnode)
@@ -198,6 +205,27 @@ def skip_reexports(app, what, name, obj, skip, options):
     if isinstance(owner, str) and owner.startswith("rt2_ros") and owner != _CURRENT_MODULE[0]:
         return True
     return None
+
+
+_CODE = re.compile(r"(:[a-z:]+:`[^`]*`|``[^`]*``|`[^`]*`)")
+
+
+def keep_attribute_text(app, what, name, obj, options, lines) -> None:
+    """``autodoc-process-docstring`` before napoleon: napoleon reads an attribute's,
+    property's or constant's first paragraph as ``type: description``, so ``Chunk mode:
+    ...`` would become a type named "Chunk mode" (a broken reference). Where the text before
+    the first colon is prose (has a space and is not a code literal), the colon becomes a dash."""
+    if what not in ("attribute", "property", "data") or not lines:
+        return
+    line = lines[0]  # napoleon partitions the first line only
+    while True:
+        masked = _CODE.sub(lambda m: "x" * len(m.group(0)), line)
+        col = next((j for j, c in enumerate(masked) if c == ":" and ":" not in masked[j - 1 : j + 2 : 2]), -1)
+        before = line[:col].strip()
+        if col < 0 or " " not in before or before.startswith("``"):
+            break
+        line = line[:col] + " -" + line[col + 1 :]
+    lines[0] = line
 
 
 _CHECKED = {"module", "class", "exception", "function", "method", "property"}
@@ -258,4 +286,5 @@ def setup(app):
     app.connect("autodoc-skip-member", skip_reexports)
     app.connect("missing-reference", resolve_reexports)
     app.connect("autodoc-process-docstring", check_docstring)
+    app.connect("autodoc-process-docstring", keep_attribute_text, priority=400)  # napoleon: 500
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}
