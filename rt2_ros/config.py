@@ -92,8 +92,8 @@ class ActionConfig(_Section):
 class PolicyConfig(_Section):
     backend: str = Field(
         "local",
-        description="local | remote | MODULE:CALLABLE (CALLABLE(cfg) returns the Policy)",
-        json_schema_extra={"constraints": "one of: local, remote, or MODULE:CALLABLE"},
+        description="local | remote | openpi (an openpi policy server) | MODULE:CALLABLE (CALLABLE(cfg) returns the Policy)",
+        json_schema_extra={"constraints": "one of: local, remote, openpi, or MODULE:CALLABLE"},
     )
     model_path: str = Field("", description="local checkpoint directory")
     prompt: Literal["rt2", "openvla", "cot"] = Field("rt2", description="prompt template")
@@ -121,9 +121,9 @@ class PolicyConfig(_Section):
     @classmethod
     def _backend(cls, v: str) -> str:
         module, sep, attr = v.partition(":")
-        if v in ("local", "remote") or (sep and module and attr and " " not in v):
+        if v in ("local", "remote", "openpi") or (sep and module and attr and " " not in v):
             return v
-        raise ValueError(f"backend must be local, remote or MODULE:CALLABLE, got {v!r}")
+        raise ValueError(f"backend must be local, remote, openpi or MODULE:CALLABLE, got {v!r}")
 
     @field_validator("device")
     @classmethod
@@ -238,6 +238,46 @@ class ResetConfig(_Section):
     reset_service: str = Field("/sim/reset", description="std_srvs/Trigger fallback reset service")
 
 
+class OpenPIConfig(_Section):
+    """``policy.backend: openpi``: the profile (see :mod:`rt2_ros.remote.openpi_profile`).
+
+    A preset (``libero``, ``droid``) fixes every field but ``replan_steps``; the other
+    fields apply to ``profile: custom`` only (their defaults are LIBERO's values).
+    """
+
+    profile: Literal["libero", "droid", "custom"] = Field("libero", description="libero | droid | custom")
+    replan_steps: int = Field(
+        0, ge=0, le=64, description="actions executed per chunk before the next request; 0 = the profile's (5, 8)"
+    )
+    action_space: Literal["ee_delta", "joint_velocity"] = Field("ee_delta", description="custom: action space")
+    image_key: str = Field("observation/image", description="custom: request key of the camera image")
+    wrist_image_key: str = Field("observation/wrist_image", description="custom: wrist image key (sent black); ''=none")
+    image_height: int = Field(224, ge=16, le=2048, description="custom: image height after resize_with_pad [px]")
+    image_width: int = Field(224, ge=16, le=2048, description="custom: image width after resize_with_pad [px]")
+    state_layout: Literal["eef_pos_axisangle_gripper_qpos", "joint_position_gripper_position", "none"] = Field(
+        "eef_pos_axisangle_gripper_qpos", description="custom: what state the request carries"
+    )
+    state_key: str = Field("observation/state", description="custom: request key of the EE state")
+    joint_position_key: str = Field("observation/joint_position", description="custom: joint positions key")
+    gripper_position_key: str = Field("observation/gripper_position", description="custom: gripper position key")
+    action_dim: int = Field(7, ge=2, le=32, description="custom: action columns used (7 for ee_delta)")
+    action_clip: float = Field(1.0, gt=0.0, le=1e6, description="custom: actions clipped to +-this")
+    reject_above: float = Field(
+        10.0, gt=0.0, le=1e6, description="custom: a chunk with a value beyond +-this is refused"
+    )
+    position_scale_m: float = Field(0.05, gt=0.0, le=1.0, description="custom: metres per position unit per step [m]")
+    rotation_scale_rad: float = Field(
+        0.5, gt=0.0, le=3.2, description="custom: radians per rotation unit per step [rad]"
+    )
+    rotation_convention: Literal["rotvec", "rpy"] = Field("rotvec", description="custom: rotation columns' convention")
+    joint_velocity_scale_radps: float = Field(
+        3.0, gt=0.0, le=10.0, description="custom: rad/s per joint velocity unit [rad/s]"
+    )
+    gripper_open_value: float = Field(-1.0, ge=-1e6, le=1e6, description="custom: gripper value meaning open")
+    gripper_closed_value: float = Field(1.0, ge=-1e6, le=1e6, description="custom: gripper value meaning closed")
+    control_hz: float = Field(20.0, gt=0.0, le=1000.0, description="custom: the policy's control rate [Hz]")
+
+
 class RT2Config(_Section):
     """All parameters of ``config/rt2.yaml`` (see that file for units and meaning)."""
 
@@ -250,6 +290,7 @@ class RT2Config(_Section):
     topics: TopicsConfig = TopicsConfig()
     servo: ServoConfig = ServoConfig()
     reset: ResetConfig = ResetConfig()
+    openpi: OpenPIConfig = OpenPIConfig()
 
 
 def default_config_path() -> Path:

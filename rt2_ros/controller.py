@@ -36,7 +36,7 @@ from rt2_ros.chunking import ActionQueue, Executed
 from rt2_ros.config import RT2Config
 from rt2_ros.episode import EndReason, Episode, EpisodeState, Transition
 from rt2_ros.motion import Twist, delta_to_twist, gripper_command
-from rt2_ros.policies.base import Policy, PolicyError, PolicyResult, check_image
+from rt2_ros.policies.base import Observation, Policy, PolicyError, PolicyResult, check_image
 from rt2_ros.policies.prompts import check_instruction
 from rt2_ros.safety import MAX_FUTURE_S, SafetyEnvelope, ServoCommand
 from rt2_ros.throttle import RejectionLog
@@ -163,7 +163,15 @@ class Controller:
         self.last_stop_reasons: tuple[str, ...] = ()
         #: Actions per model output; > 1: chunk execution through the action queue.
         self.horizon = int(codec.horizon)
-        self.chunked = self.horizon > 1
+        #: openpi's policies answer chunks whatever action.horizon says (``emits_chunks``).
+        self.chunked = self.horizon > 1 or bool(getattr(policy, "emits_chunks", False))
+        #: The robot state passed to policies that read it (``uses_state``): the EE
+        #: orientation (3x3, planning frame), the last gripper opening, the joint positions.
+        self._ee_rotation: np.ndarray | None = None
+        self._gripper_open = 1.0
+        self._joints: np.ndarray | None = None
+        self._joint_names: tuple[str, ...] = ()
+        self._joints_stamp_s: float | None = None
         c = cfg.control
         self._queue = ActionQueue(c.period_s, cfg.safety.max_action_age_s, c.execute, c.ensemble_decay, c.execute_steps)
         self._exec: Executed | None = None
@@ -234,11 +242,18 @@ class Controller:
             self.envelope.image_watchdog.feed(stamp_s, now_s)
 
     def on_ee_pose(
-        self, position: np.ndarray, stamp_s: float, rotation_planning_from_command=None, now_s: float | None = None
+        self,
+        position: np.ndarray,
+        stamp_s: float,
+        rotation_planning_from_command=None,
+        now_s: float | None = None,
+        orientation: np.ndarray | None = None,
     ) -> None:
         """Store the end-effector position (m, planning frame) stamped ``stamp_s``
         that arrived at ``now_s`` (the caller's clock; None: unknown). Its age counts
         from the earlier of the two, so a sender clock ahead cannot keep it fresh.
+        ``orientation``: the end effector's rotation matrix (3, 3) in the planning frame,
+        for policies that read the pose (openpi's LIBERO state); None: unknown.
 
         Raises:
             ValueError: not 3 finite values, a position further than
@@ -261,13 +276,52 @@ class Controller:
         self._check_stamp("end-effector pose", stamp_s, now_s)
         if now_s is not None and np.isfinite(now_s):
             stamp_s = min(float(stamp_s), float(now_s))
+        rot = None
+        if orientation is not None:
+            rot = np.asarray(orientation, dtype=np.float64)
+            if rot.shape != (3, 3) or not np.all(np.isfinite(rot)):
+                rot = None
         with self._lock:
             self._ee_position, self._ee_stamp_s = p, float(stamp_s)
+            self._ee_rotation = rot
             self._R_pc = None if rotation_planning_from_command is None else np.asarray(rotation_planning_from_command)
 
     def _forget_pose(self) -> None:
         with self._lock:
-            self._ee_position, self._ee_stamp_s = None, None
+            self._ee_position, self._ee_stamp_s, self._ee_rotation = None, None, None
+
+    def on_joint_state(self, names, positions, stamp_s: float, now_s: float | None = None) -> None:
+        """Store the arm's joint positions (rad, in ``names`` order) stamped ``stamp_s``
+        (for policies that read them: openpi's DROID state).
+
+        Raises:
+            ValueError: names and positions differ in length, or a position is not finite
+                (the stored joint state is then forgotten).
+        """
+        q = np.asarray(positions, dtype=np.float64).reshape(-1)
+        if len(names) != q.size or not np.all(np.isfinite(q)):
+            with self._lock:
+                self._joints = None
+            raise ValueError(f"joint state needs one finite position per name, got {len(names)} names, {q.size} values")
+        self._check_stamp("joint state", stamp_s, now_s)
+        if now_s is not None and np.isfinite(now_s):
+            stamp_s = min(float(stamp_s), float(now_s))
+        with self._lock:
+            self._joints, self._joint_names, self._joints_stamp_s = q, tuple(names), float(stamp_s)
+
+    def robot_state(self, now_s: float) -> dict:
+        """:attr:`~rt2_ros.policies.base.Observation.state` now: the pose and the joints only
+        when fresh (not older than ``safety.max_pose_age_s``)."""
+        with self._lock:
+            st: dict = {"gripper_open": self._gripper_open}
+            pos = self._ee_position_now(now_s)
+            if pos is not None and self._ee_rotation is not None:
+                st["ee_position"], st["ee_rotation"] = pos.copy(), self._ee_rotation.copy()
+            if self._joints is not None and self._joints_stamp_s is not None:
+                age = now_s - self._joints_stamp_s
+                if -MAX_FUTURE_S <= age <= self.cfg.safety.max_pose_age_s:
+                    st["joint_positions"], st["joint_names"] = self._joints.copy(), self._joint_names
+            return st
 
     def on_instruction(self, text: str, now_s: float) -> list[Transition]:
         """Start an episode (preempting a running one).
@@ -337,13 +391,17 @@ class Controller:
                 self._next_infer_s = now_s + self.cfg.control.period_s  # after a failure: one period later
             episode_id, instruction = self.episode.episode_id, self.episode.instruction
             image = self._image
+            state = self.robot_state(now_s) if getattr(self.policy, "uses_state", False) else None
             if image is None or self.envelope.image_watchdog.expired(now_s):
                 age = self.envelope.image_watchdog.age(now_s)
                 return self._outcome(None, None, f"no fresh image (newest is {age:.2f} s old)", ts, 0.0)
 
         t0 = self._clock()
         try:
-            result = self.policy.infer(image, instruction)
+            if state is None:
+                result = self.policy.infer(image, instruction)
+            else:
+                result = self.policy.infer_batch([Observation(image, instruction, state)])[0]
             error = result.error
         except (PolicyError, ValueError) as e:
             result, error = None, f"policy failed: {e}"
@@ -381,6 +439,8 @@ class Controller:
                 return self._outcome(result, action, None, ts, latency_ms, twist=Twist.zero(), gripper=None)
             if grip is not None and self._stop_now(now_after):
                 grip = None  # the arm is held stopped: so is the gripper
+            if grip is not None:
+                self._gripper_open = grip
             self._twist = twist
             self._twist_until_s = now_after + self.cfg.control.period_s
             return self._outcome(result, action, None, ts, latency_ms, twist=twist, gripper=grip)
@@ -503,6 +563,7 @@ class Controller:
             self._exec = ex
             if ex.gripper is not None:
                 self._grippers.append((self.episode.episode_id, ex.gripper))
+                self._gripper_open = ex.gripper
         if self._exec is None:
             return Twist.zero(), 0.0
         return self._exec.twist, max(q.slot_start_s(slot + 1) - now_s, 0.0)
