@@ -18,6 +18,11 @@ the answer:
   queue (:class:`~rt2_ros.chunking.ActionQueue`, open loop), where the safety
   envelope, watchdogs and episode limits apply as to every backend.
 
+Timings (``PolicyResult.timings_ms``, ms): ``preprocess`` (resize, state, packing
+here), ``model`` (the server's ``policy_timing`` sum, 0 when it sends none), ``server``
+(``server_timing.infer_ms`` minus ``model``), ``network`` (round trip minus
+``infer_ms``), ``decode`` (reading the chunk here).
+
 Safety rules on top of :class:`RemotePolicy`'s:
 
 * openpi's protocol has no request ids, so a late answer could be taken for the next
@@ -227,7 +232,11 @@ class OpenPIPolicy(RemotePolicy):
         timings = {"preprocess": prep_ms}
         st = reply.get("server_timing") if isinstance(reply, dict) else None
         server_ms = float(st.get("infer_ms", 0.0)) if isinstance(st, dict) and _is_num(st.get("infer_ms")) else 0.0
-        timings["server"] = max(0.0, server_ms)
+        pt = reply.get("policy_timing") if isinstance(reply, dict) else None
+        model_ms = sum(float(v) for v in pt.values() if _is_num(v)) if isinstance(pt, dict) else 0.0
+        model_ms = min(model_ms, server_ms) if server_ms else model_ms
+        timings["model"] = model_ms  # the server's policy call, when it reports policy_timing
+        timings["server"] = max(0.0, server_ms - model_ms)
         timings["network"] = max(0.0, rtt_ms - server_ms)
         try:
             actions = self.actions_from_reply(reply)
