@@ -156,6 +156,13 @@ class ControlConfig(_Section):
     ensemble_decay: float = Field(
         0.01, ge=0.0, le=10.0, description="ensemble: weight exp(-decay * i) of the i-th oldest chunk"
     )
+    no_motion_timeout_s: float = Field(
+        0.0,
+        ge=0.0,
+        le=3600.0,
+        description="end the episode (no_motion) when the commanded motion stayed below 1 mm/s, 0.01 rad/s and no "
+        "joint above 0.01 rad/s for this long; for policies without terminate; 0 = off [s]",
+    )
 
 
 class FramesConfig(_Section):
@@ -191,6 +198,24 @@ class SafetyConfig(_Section):
     )
     max_action_age_s: float = Field(1.0, gt=0.0, description="stop when the newest action is older [s]")
     max_pose_age_s: float = Field(0.5, gt=0.0, description="older end-effector pose counts as unknown [s]")
+    max_joint_velocity_radps: list[float] = Field(
+        [1.0, 1.0, 1.0, 1.0, 1.2, 1.2, 1.2],
+        description="joint-space policies: per-joint speed cap, servo.joint_names order [rad/s]",
+    )
+    max_joint_accel_radps2: float = Field(
+        10.0, gt=0.0, le=1000.0, description="joint-space policies: per-joint slew limit [rad/s^2]"
+    )
+    joint_position_min: list[float] = Field(
+        [-2.8973, -1.7628, -2.8973, -3.0718, -2.8973, -0.0175, -2.8973],
+        description="joint-space policies: lower position limits (Panda's URDF) [rad]",
+    )
+    joint_position_max: list[float] = Field(
+        [2.8973, 1.7628, 2.8973, -0.0698, 2.8973, 3.7525, 2.8973],
+        description="joint-space policies: upper position limits (Panda's URDF) [rad]",
+    )
+    joint_limit_margin_rad: float = Field(
+        0.1, ge=0.0, le=1.0, description="joint-space: a joint this close to a limit may only move away [rad]"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> "SafetyConfig":
@@ -198,6 +223,15 @@ class SafetyConfig(_Section):
             raise ValueError("safety.workspace_min and workspace_max need 3 values each")
         if any(h <= lo for lo, h in zip(self.workspace_min, self.workspace_max)):
             raise ValueError("safety.workspace_max must exceed workspace_min on every axis")
+        n = len(self.max_joint_velocity_radps)
+        if not (len(self.joint_position_min) == len(self.joint_position_max) == n) or n < 1:
+            raise ValueError(
+                "safety.max_joint_velocity_radps, joint_position_min and joint_position_max need one value per joint"
+            )
+        if any(not (0 < v <= 20) for v in self.max_joint_velocity_radps):
+            raise ValueError("safety.max_joint_velocity_radps must be in (0, 20] rad/s")
+        if any(h <= lo for lo, h in zip(self.joint_position_min, self.joint_position_max)):
+            raise ValueError("safety.joint_position_max must exceed joint_position_min for every joint")
         return self
 
 
@@ -218,6 +252,10 @@ class TopicsConfig(_Section):
     instruction: str = Field("/rt2/instruction", description="std_msgs/String input")
     ee_pose: str = Field("/rt2/ee_pose", description="geometry_msgs/PoseStamped input when TF is not used")
     twist: str = Field("/servo_node/delta_twist_cmds", description="geometry_msgs/TwistStamped output")
+    joint_jog: str = Field(
+        "/servo_node/delta_joint_cmds", description="control_msgs/JointJog output (joint-space policies)"
+    )
+    joint_states: str = Field("/joint_states", description="sensor_msgs/JointState input (joint-space policies)")
     gripper: str = Field("/rt2/gripper_command", description="gripper output topic or action name")
     action: str = Field("/rt2/action", description="rt2_ros/RT2Action output")
     episode: str = Field("/rt2/episode", description="rt2_ros/EpisodeStatus output")
@@ -229,6 +267,11 @@ class ServoConfig(_Section):
     namespace: str = Field("/servo_node", description="MoveIt Servo node name")
     distro: Literal["auto", "jazzy", "humble"] = Field("auto", description="Servo interface generation")
     use_tf: bool = Field(True, description="end-effector pose from TF when tf2_ros is importable")
+    joint_names: list[str] = Field(
+        [f"panda_joint{i}" for i in range(1, 8)],
+        min_length=1,
+        description="the arm's joints, in the order of joint-space actions and safety.joint_* lists",
+    )
 
 
 class ResetConfig(_Section):

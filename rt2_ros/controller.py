@@ -35,6 +35,7 @@ from rt2_ros.action_tokenizer import Action, make_codec
 from rt2_ros.chunking import ActionQueue, Executed
 from rt2_ros.config import RT2Config
 from rt2_ros.episode import EndReason, Episode, EpisodeState, Transition
+from rt2_ros.joint_space import JointAction, JointEnvelope, JointServoCommand
 from rt2_ros.motion import Twist, delta_to_twist, gripper_command
 from rt2_ros.policies.base import Observation, Policy, PolicyError, PolicyResult, check_image
 from rt2_ros.policies.prompts import check_instruction
@@ -172,6 +173,20 @@ class Controller:
         self._joints: np.ndarray | None = None
         self._joint_names: tuple[str, ...] = ()
         self._joints_stamp_s: float | None = None
+        #: Joint-space policies (``action_space == "joint_velocity"``): JointJog output through
+        #: the joint envelope (:meth:`joint_command`) instead of twists.
+        self.joint_mode = getattr(policy, "action_space", "ee_delta") == "joint_velocity"
+        sc = cfg.safety
+        self.joint_envelope = JointEnvelope(
+            cfg.servo.joint_names,
+            sc.max_joint_velocity_radps,
+            sc.joint_position_min,
+            sc.joint_position_max,
+            sc.joint_limit_margin_rad,
+            sc.max_joint_accel_radps2,
+            1.0 / cfg.control.servo_rate_hz,
+        )
+        self._last_motion_s = -np.inf
         c = cfg.control
         self._queue = ActionQueue(c.period_s, cfg.safety.max_action_age_s, c.execute, c.ensemble_decay, c.execute_steps)
         self._exec: Executed | None = None
@@ -200,6 +215,7 @@ class Controller:
     def _on_stop(self, t: Transition) -> None:
         self._twist, self._twist_until_s = Twist.zero(), -np.inf
         self.envelope.reset_slew()
+        self.joint_envelope.zero()
         self._reset_chunks()
 
     def _reset_chunks(self) -> None:
@@ -291,18 +307,25 @@ class Controller:
             self._ee_position, self._ee_stamp_s, self._ee_rotation = None, None, None
 
     def on_joint_state(self, names, positions, stamp_s: float, now_s: float | None = None) -> None:
-        """Store the arm's joint positions (rad, in ``names`` order) stamped ``stamp_s``
-        (for policies that read them: openpi's DROID state).
+        """Store the arm's joint positions (rad; ``names`` in any order, kept in
+        ``servo.joint_names`` order) stamped ``stamp_s``: openpi's DROID state and the
+        joint envelope's position limits.
 
         Raises:
-            ValueError: names and positions differ in length, or a position is not finite
-                (the stored joint state is then forgotten).
+            ValueError: names and positions differ in length, a joint of ``servo.joint_names``
+                is missing, or a position is not finite (the stored joint state is then forgotten).
         """
-        q = np.asarray(positions, dtype=np.float64).reshape(-1)
-        if len(names) != q.size or not np.all(np.isfinite(q)):
+        q_all = np.asarray(positions, dtype=np.float64).reshape(-1)
+        index = {str(n): i for i, n in enumerate(names)}
+        want = self.cfg.servo.joint_names
+        missing = [n for n in want if n not in index]
+        if len(names) != q_all.size or missing or not np.all(np.isfinite(q_all)):
             with self._lock:
                 self._joints = None
-            raise ValueError(f"joint state needs one finite position per name, got {len(names)} names, {q.size} values")
+            why = f"missing {missing}" if missing else "one finite position per name needed"
+            raise ValueError(f"joint state rejected: {why} ({len(names)} names, {q_all.size} values)")
+        q = np.array([q_all[index[n]] for n in want])
+        names = want
         self._check_stamp("joint state", stamp_s, now_s)
         if now_s is not None and np.isfinite(now_s):
             stamp_s = min(float(stamp_s), float(now_s))
@@ -344,6 +367,7 @@ class Controller:
             ts = self.episode.start(text, now_s)
             self._reset_chunks()
             self.envelope.action_watchdog.feed(now_s)  # the first action has max_action_age_s to arrive
+            self._last_motion_s = now_s  # the no-motion rule counts from the start
             self.policy.reset()
             return self._record(ts)
 
@@ -474,6 +498,7 @@ class Controller:
         items = []
         try:
             for a in result.actions:
+                self._check_joint_action(a)
                 twist = delta_to_twist(a, self.cfg.control.period_s, self.cfg.action.rotation_convention)
                 grip = None
                 if self.cfg.gripper.enabled:
@@ -489,6 +514,69 @@ class Controller:
         now_after = self._now_fn() if self._now_fn is not None else now_s + (self._clock() - t0)
         self.envelope.action_watchdog.feed(now_after)
         return self._outcome(result, result.action, None, ts, latency_ms, twist=items[0][1], gripper=None)
+
+    def _check_joint_action(self, a: Action) -> None:
+        """Joint mode takes only :class:`JointAction` with one finite velocity per joint (and
+        the twist mode none). Raises ValueError."""
+        if isinstance(a, JointAction) != self.joint_mode:
+            raise ValueError(
+                "joint-velocity action for a twist policy" if not self.joint_mode else "not a joint action"
+            )
+        if self.joint_mode:
+            v = np.asarray(a.joint_velocities)
+            if v.shape != (len(self.cfg.servo.joint_names),) or not np.all(np.isfinite(v)):
+                raise ValueError(
+                    f"joint action needs {len(self.cfg.servo.joint_names)} finite velocities, got shape {v.shape}"
+                )
+
+    def _joints_now(self, now_s: float) -> np.ndarray | None:
+        """The joint positions when fresh (not older than ``safety.max_pose_age_s``), else None."""
+        if self._joints is None or self._joints_stamp_s is None:
+            return None
+        age = now_s - self._joints_stamp_s
+        return self._joints if -MAX_FUTURE_S <= age <= self.cfg.safety.max_pose_age_s else None
+
+    def _note_motion(self, now_s: float, moving: bool) -> None:
+        """The no-motion rule (``control.no_motion_timeout_s``), under the lock: the running
+        episode ends as ``no_motion`` when nothing was commanded to move for that long."""
+        if not self.episode.running:
+            return
+        if moving:
+            self._last_motion_s = now_s
+            return
+        limit = self.cfg.control.no_motion_timeout_s
+        if limit > 0 and now_s - self._last_motion_s >= limit:
+            self._record(
+                [
+                    self.episode.finish(
+                        EndReason.NO_MOTION,
+                        now_s,
+                        detail=f"no commanded motion for {limit:.1f} s (control.no_motion_timeout_s)",
+                    )
+                ]
+            )
+
+    def joint_command(self, now_s: float) -> JointServoCommand:
+        """Joint mode: the JointJog to publish now (call right after :meth:`servo_command`
+        in the same servo tick: that call starts the slot's action). The current action's
+        joint velocities through the :class:`~rt2_ros.joint_space.JointEnvelope`; zero
+        outside a running episode, between actions and on every stop."""
+        with self._lock:
+            running = self.episode.running
+            v = None
+            ex = self._exec
+            if running and ex is not None and self._exec_decided and self._queue.slot_at(now_s) == self._exec_slot:
+                if isinstance(ex.action, JointAction):
+                    v = ex.action.joint_velocities
+            stop = self.envelope.stop_reasons(now_s, watch_inputs=running)
+            if not running:
+                cmd = self.joint_envelope.zero(stop)
+            else:
+                cmd = self.joint_envelope.filter(v, self._joints_now(now_s), stop)
+            self._note_motion(now_s, bool(np.max(np.abs(cmd.velocities), initial=0.0) >= 0.01))
+            if cmd.reasons:
+                self.last_stop_reasons = cmd.reasons
+            return cmd
 
     def inference_due(self, now_s: float) -> bool:
         """Chunk mode: whether the caller should run :meth:`step` now.
@@ -641,7 +729,12 @@ class Controller:
             )
             if cmd.stop and not twist.is_zero:
                 log.debug("stop: %s", cmd.reasons)
-            if "ee_pose_unknown" in cmd.reasons:
+            if not self.joint_mode:
+                lin, ang = cmd.twist.linear, cmd.twist.angular
+                self._note_motion(now_s, bool(np.linalg.norm(lin) >= 1e-3 or np.linalg.norm(ang) >= 0.01))
+            if self.joint_mode:
+                pass  # the end-effector pose does not gate joint motion (the joint envelope does)
+            elif "ee_pose_unknown" in cmd.reasons:
                 self._warn_throttled(
                     "pose_unknown",
                     "no motion: the end-effector pose is unknown (none received on TF / topics.ee_pose, older than "

@@ -50,6 +50,7 @@ import numpy as np
 
 from rt2_ros.action_tokenizer import Action
 from rt2_ros.config import ActionConfig
+from rt2_ros.joint_space import JointAction
 from rt2_ros.policies.base import Observation, PolicyError, PolicyMetadata, PolicyResult, check_image
 from rt2_ros.remote.client import RemotePolicy
 from rt2_ros.remote.openpi_profile import Profile, resize_with_pad, state_arrays
@@ -80,8 +81,7 @@ class OpenPIPolicy(RemotePolicy):
             ``backoff_max_s``, ``ping_interval_s``, ``proxy``.
 
     Raises:
-        ValueError: bad URL or settings, or a joint_velocity profile (executed by the
-            JointJog path, not as end-effector actions).
+        ValueError: bad URL or settings.
     """
 
     #: The controller passes the robot state (pose, joints, gripper) with each observation.
@@ -102,6 +102,8 @@ class OpenPIPolicy(RemotePolicy):
     ):
         super().__init__(server_url, action_cfg, api_key=None, timeout_s=timeout_s, **kwargs)
         self.profile = profile
+        #: ``ee_delta`` (twists) or ``joint_velocity`` (:class:`~rt2_ros.joint_space.JointAction`, JointJog).
+        self.action_space = profile.action_space
         self.gripper_invert = bool(gripper_invert)
         self._grip_lo, self._grip_hi = self._codec.gripper_range
         self.max_reply_bytes = MAX_REPLY_BYTES
@@ -250,16 +252,17 @@ class OpenPIPolicy(RemotePolicy):
     def actions_from_reply(self, reply: Any) -> tuple[Action, ...]:
         """``reply["actions"]`` through the profile: the first ``replan_steps`` actions.
 
+        ee_delta rows become :class:`Action` (metres, radians per step); joint_velocity rows
+        :class:`~rt2_ros.joint_space.JointAction` (the first ``joints`` columns times
+        ``joint_velocity_scale_radps``, rad/s). The last used column is the gripper.
+
         Raises:
-            ValueError: no ``actions``, wrong shape, NaN / inf or implausible values, or a
-                joint_velocity profile (not end-effector actions).
+            ValueError: no ``actions``, wrong shape, NaN / inf or implausible values.
         """
         p = self.profile
         if not isinstance(reply, dict) or "actions" not in reply:
             raise ValueError("the answer has no 'actions'")
         rows = p.check_chunk(reply["actions"])[: p.replan_steps]
-        if p.action_space != "ee_delta":
-            raise ValueError(f"profile {p.name!r} answers {p.action_space} actions; this path executes ee_delta")
         term = reply.get("terminate")
         terminate = (
             [bool(t) for t in term[: len(rows)]]
@@ -268,12 +271,16 @@ class OpenPIPolicy(RemotePolicy):
         )
         out = []
         for row, t in zip(rows, terminate):
-            dp, dr = p.ee_delta(row, self.action_cfg.rotation_convention)
             frac = p.gripper_open_fraction(float(row[p.action_dim - 1]))
             if self.gripper_invert:
                 frac = 1.0 - frac
-            g = self._grip_lo + frac * (self._grip_hi - self._grip_lo)
-            out.append(Action(terminate=t, delta_position=dp, delta_rotation=dr, gripper=float(g)))
+            g = float(self._grip_lo + frac * (self._grip_hi - self._grip_lo))
+            if p.action_space == "joint_velocity":
+                qd = row[: p.joints] * p.joint_velocity_scale_radps
+                out.append(JointAction(t, np.zeros(3), np.zeros(3), g, joint_velocities=qd))
+                continue
+            dp, dr = p.ee_delta(row, self.action_cfg.rotation_convention)
+            out.append(Action(terminate=t, delta_position=dp, delta_rotation=dr, gripper=g))
         return tuple(out)
 
 

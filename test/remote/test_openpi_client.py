@@ -16,6 +16,7 @@ import pytest
 from rt2_ros.config import load_config
 from rt2_ros.controller import Controller
 from rt2_ros.factory import make_policy
+from rt2_ros.joint_space import JointAction
 from rt2_ros.policies.base import Observation, PolicyError
 from rt2_ros.remote.openpi_client import OpenPIPolicy
 from rt2_ros.remote.openpi_profile import resize_with_pad
@@ -260,10 +261,32 @@ def test_round_trip_with_rt2_ros_serve_protocol_openpi_and_api_key(monkeypatch):
             client(srv.url, **over).infer_batch([Observation(img, "go")])
 
 
-def test_joint_velocity_answers_are_not_executed_as_end_effector_actions():
-    pol_s = Scripted(lambda obs: np.zeros((10, 8), np.float32))
+def test_droid_profile_sends_droids_observation_and_reads_joint_velocities():
+    def answer(obs):
+        a = np.zeros((10, 8), np.float32)
+        a[:, 0] = 0.5  # joint 1 at half the unit
+        a[:, 7] = 1.0  # gripper closed
+        return a
+
+    pol_s = Scripted(answer)
     with openpi_fixture.OpenPIServer(pol_s) as srv:
-        pol = client(srv.url, **{"openpi.profile": "droid"})
-        assert isinstance(pol, OpenPIPolicy)
-        r = pol.infer_batch([Observation(IMG, "go", {"joint_positions": np.zeros(7), "gripper_open": 1.0})])[0]
-        assert r.actions == () and "joint_velocity" in r.error
+        pol = client(srv.url, **{"openpi.profile": "droid", "control.period_s": 1 / 15})
+        assert isinstance(pol, OpenPIPolicy) and pol.action_space == "joint_velocity"
+        state = {"joint_positions": np.arange(7) * 0.1, "gripper_open": 1.0}
+        r = pol.infer_batch([Observation(IMG, "put the marker in the cup", state)])[0]
+        (obs,) = pol_s.seen
+        assert set(obs) == {
+            "observation/exterior_image_1_left",
+            "observation/wrist_image_left",
+            "observation/joint_position",
+            "observation/gripper_position",
+            "prompt",
+        }
+        np.testing.assert_allclose(obs["observation/joint_position"], np.arange(7) * 0.1, atol=1e-6)
+        assert obs["observation/gripper_position"].tolist() == [0.0]  # open
+        assert len(r.actions) == 8  # open_loop_horizon
+        a = r.actions[0]
+        assert isinstance(a, JointAction) and a.gripper == 0.0
+        np.testing.assert_allclose(a.joint_velocities, [1.5, 0, 0, 0, 0, 0, 0])  # 0.5 x 3 rad/s
+        with pytest.raises(ValueError, match="joint positions"):
+            pol.infer_batch([Observation(IMG, "go", {"gripper_open": 1.0})])  # no /joint_states: not sent
