@@ -288,7 +288,9 @@ class OpenPIConfig(_Section):
     fields apply to ``profile: custom`` only (their defaults are LIBERO's values).
     """
 
-    profile: Literal["libero", "droid", "custom"] = Field("libero", description="libero | droid | custom")
+    profile: Literal["libero", "droid", "rt2_ros", "custom"] = Field(
+        "libero", description="libero | droid | rt2_ros (rt2-ros serve --protocol openpi) | custom"
+    )
     replan_steps: int = Field(
         0, ge=0, le=64, description="actions executed per chunk before the next request; 0 = the profile's (5, 8)"
     )

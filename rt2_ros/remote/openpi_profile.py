@@ -21,6 +21,11 @@ from openpi's own runtimes and policy transforms (``shared/fixtures/openpi/examp
     ``[10, 8]``: 7 joint velocities + gripper position, clipped to [-1, 1], gripper
     binarised at 0.5; ``open_loop_horizon = 8`` executed; DROID runs at 15 Hz
     (``DROID_CONTROL_FREQUENCY``).
+``rt2_ros``:
+    ``rt2-ros serve --protocol openpi`` with the robot's own ``action`` configuration:
+    answers in metres and radians per step (scale 1, roll-pitch-yaw, the server says so
+    in its metadata), gripper 1 = open / 0 = closed (``action.low/high[6]`` = 0, 1),
+    no state, one action per request unless the served model answers chunks.
 ``custom``:
     every field from the ``openpi`` parameters.
 
@@ -255,8 +260,25 @@ def _droid() -> Profile:
     )
 
 
+def _rt2_ros() -> Profile:
+    return dataclasses.replace(
+        _libero(),
+        name="rt2_ros",
+        wrist_image_key="",
+        state_layout="none",
+        state_key="",
+        position_scale_m=1.0,
+        rotation_scale_rad=1.0,
+        rotation_convention="rpy",
+        gripper_open_value=1.0,
+        gripper_closed_value=0.0,
+        replan_steps=64,
+        control_hz=5.0,
+    )
+
+
 #: The named presets.
-PRESETS = {"libero": _libero, "droid": _droid}
+PRESETS = {"libero": _libero, "droid": _droid, "rt2_ros": _rt2_ros}
 
 
 def profile_from_config(openpi_cfg: Any) -> Profile:

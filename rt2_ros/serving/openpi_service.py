@@ -12,14 +12,18 @@ present (default :data:`DEFAULT_IMAGE_KEYS`: LIBERO's ``observation/image``, DRO
 ``observation/exterior_image_1_left``, ...; uint8 or float in [0, 1], HWC or CHW, as
 openpi's policy transforms accept), the instruction under ``prompt``. Other keys
 (state, wrist images) must be well-formed but are not used: the served models read
-one image and the instruction.
+one image and the instruction; a served policy with ``uses_state`` (the simulator's
+joint-space expert) gets them as :attr:`Observation.state` (request key -> value).
 
 Answer: ``{"actions": float32 [H, 7], "terminate": bool [H], "server_timing":
 {"infer_ms", "prev_total_ms"}, "policy_timing": {...}}``. ``actions`` rows are this
 server's decoding of the model output, un-normalised: dx dy dz [m], drx dry drz
 [rad], gripper (the served configuration's units, ``action.low/high[6]``), the
 rotation convention of the served ``action.rotation_convention``. openpi has no
-terminate field; ``terminate`` is extra (openpi's runtimes ignore unknown keys).
+terminate field; ``terminate`` is extra (openpi's runtimes ignore unknown keys). A
+policy whose ``action_space`` is ``joint_velocity`` answers
+:class:`~rt2_ros.joint_space.JointAction` rows: its joint velocities then its gripper
+value, in the policy's own units (DROID's layout).
 
 Errors (openpi's behaviour: the client raises ``RuntimeError`` with the text): a
 malformed request, an image over the limits, a model failure or model output that
@@ -82,15 +86,17 @@ class OpenPIService:
         self.image_keys = tuple(image_keys)
         md = service.policy.metadata
         lim = service.limits
+        self.action_space = getattr(service.policy, "action_space", "ee_delta")
+        self.uses_state = bool(getattr(service.policy, "uses_state", False))
         self.metadata: dict[str, Any] = {
             "server": "rt2_ros",
             "server_version": rt2_ros.__version__,
             "protocol": "openpi",
             "model_id": md.model_id,
             "action_format": md.action_format,
-            "action_space": "ee_delta",
-            "action_dim": len(ACTION_UNITS),
-            "action_units": list(ACTION_UNITS),
+            "action_space": self.action_space,
+            "action_dim": len(ACTION_UNITS) if self.action_space == "ee_delta" else int(md.action_dim),
+            "action_units": list(ACTION_UNITS) if self.action_space == "ee_delta" else ["policy units"],
             "rotation_convention": rotation_convention,
             "image_keys": list(self.image_keys),
             "limits": lim.to_dict(),
@@ -132,7 +138,10 @@ class OpenPIService:
             raise ProtocolError(
                 "bad_image", f"image {image.shape[1]}x{image.shape[0]} exceeds {lim.max_image_side} px per side"
             )
-        return Observation(image=image, instruction=prompt)
+        state = None
+        if self.uses_state:
+            state = {k: v for k, v in frame.items() if k not in ("prompt", key)}
+        return Observation(image=image, instruction=prompt, state=state)
 
     async def answer(self, message: Any, prev_total_ms: float | None) -> tuple[bytes | None, str | None]:
         """Answer one request.
@@ -165,7 +174,17 @@ class OpenPIService:
         infer_ms = (time.perf_counter() - t0) * 1e3
         if not result.actions:
             return None, f"error no_action: the model output is not an action: {result.error}"
-        actions = np.stack([a.vector for a in result.actions]).astype(np.float32)
+        try:
+            if self.action_space == "joint_velocity":
+                rows = [
+                    np.concatenate([np.asarray(a.joint_velocities, dtype=np.float64), [a.gripper]])
+                    for a in result.actions
+                ]
+            else:
+                rows = [a.vector for a in result.actions]
+            actions = np.stack(rows).astype(np.float32)
+        except (AttributeError, ValueError) as e:
+            return None, f"error no_action: the policy's actions do not form a chunk: {e}"
         if not np.all(np.isfinite(actions)):
             return None, "error no_action: the decoded actions are not finite"
         timing: dict[str, float] = {"infer_ms": infer_ms}
