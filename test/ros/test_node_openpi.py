@@ -138,3 +138,123 @@ def test_a_nan_answer_from_openpis_server_never_moves_the_arm(rig):
     assert tw and all(is_zero_twist(m) for m in tw)
     a = rig.actions.wait_for(lambda m: not m.valid, 5.0)
     assert a is not None and "NaN" in a.error
+
+
+# -- the droid profile: joint velocities -> JointJog -------------------------------------------
+
+
+class DroidSwitchable:
+    """openpi BasePolicy answering DROID chunks [10, 8] (joint 1 at 0.1 units), or NaN when ``bad``."""
+
+    def __init__(self):
+        self.bad = False
+        self.calls = 0
+        self.seen = []
+
+    def infer(self, obs):
+        self.calls += 1
+        self.seen.append(obs)
+        a = np.zeros((10, 8), np.float32)
+        a[:, 0] = np.nan if self.bad else 0.1
+        return {"actions": a}
+
+    def reset(self):
+        pass
+
+
+NAMES = [f"panda_joint{i}" for i in range(1, 8)]
+Q = [0.0, -0.785, 0.0, -2.356, 0.0, 1.571, 0.785]
+
+
+@pytest.fixture(scope="module")
+def droid_rig():
+    openpi_fixture.require()
+    from rt2_ros.ros.joint_jog import HAVE_JOINT_JOG
+
+    if not HAVE_JOINT_JOG:
+        pytest.skip("control_msgs (JointJog) is not importable: build the ROS 2 tools kit")
+    from control_msgs.msg import JointJog
+    from sensor_msgs.msg import JointState
+
+    scripted = DroidSwitchable()
+    with openpi_fixture.OpenPIServer(scripted) as srv:
+        overrides = {
+            "policy.backend": "openpi",
+            "policy.server_url": srv.url,
+            "policy.timeout_s": 5.0,
+            "openpi.profile": "droid",
+            "control.period_s": 1.0 / 15,
+            "control.max_steps": 24,
+            "safety.max_image_age_s": 0.5,
+            "safety.max_joint_accel_radps2": 1000.0,
+            "servo.use_tf": False,
+        }
+        h = RosHarness()
+        try:
+            pol = make_policy(load_config(overrides=overrides))
+            node = h.add_node(Rt2Node(pol, context=h.context, overrides=overrides))
+            p = h.make_node("rt2_openpi_droid_probe")
+            r = type("Rig", (), {})()
+            r.h, r.scripted, r.node = h, scripted, node
+            r.jogs = Collector(p, JointJog, "/servo_node/delta_joint_cmds", 4000)
+            r.twists = Collector(p, TwistStamped, "/servo_node/delta_twist_cmds", 100)
+            r.episodes = Collector(p, msgs.EpisodeStatus, "/rt2/episode")
+            r.actions = Collector(p, msgs.RT2Action, "/rt2/action")
+            r.cam = ImageStreamer(p, "/camera/image_raw", rate_hz=20.0)
+            h.add_cleanup(r.cam.stop)
+            r.js = p.create_publisher(JointState, "/joint_states", 10)
+
+            def joint_state():
+                m = JointState()
+                m.header.stamp = node.get_clock().now().to_msg()
+                m.name, m.position = list(reversed(NAMES)), list(reversed(Q))
+                r.js.publish(m)
+
+            r.js_timer = p.create_timer(0.02, joint_state)
+            r.instruction = p.create_publisher(String, "/rt2/instruction", 10)
+            assert all(
+                [
+                    wait_for_subscribers(r.instruction),
+                    wait_for_subscribers(r.cam.pub),
+                    wait_for_subscribers(r.js),
+                    wait_for_publishers(r.jogs.sub),
+                    wait_for_publishers(r.episodes.sub),
+                ]
+            ), "DDS discovery did not complete"
+            yield r
+        finally:
+            h.close()
+
+
+def run_droid_episode(rig, bad):
+    now = rig.node.now_s()
+    rig.node.controller.cancel(now)
+    rig.node._handle_transitions()
+    time.sleep(ZERO_BURST_S + 0.2)
+    for c in (rig.jogs, rig.twists, rig.episodes, rig.actions):
+        c.clear()
+    rig.scripted.bad = bad
+    rig.instruction.publish(String(data="put the marker in the cup"))
+    st = rig.episodes.wait_for(lambda m: m.state == RUNNING, 10.0)
+    assert st is not None
+    end = rig.episodes.wait_for(lambda m: m.state == FINISHED, 30.0)
+    assert end is not None
+    t0, t1 = stamp_s(st.header.stamp), stamp_s(end.header.stamp)
+    return [m for m in rig.jogs.messages if t0 <= stamp_s(m.header.stamp) <= t1]
+
+
+def test_droid_chunks_from_openpis_server_become_joint_jog(droid_rig):
+    jogs = run_droid_episode(droid_rig, bad=False)
+    moving = [m for m in jogs if any(v != 0.0 for v in m.velocities)]
+    assert moving, "no JointJog moved the arm"
+    assert all(list(m.joint_names) == NAMES for m in moving)
+    v1 = np.median([m.velocities[0] for m in moving])
+    assert v1 == pytest.approx(0.1 * 3.0, rel=1e-6)  # 0.1 units x 3 rad/s (droid profile)
+    assert all(is_zero_twist(m) for m in droid_rig.twists.messages)  # joint mode: no motion by twists
+    obs = droid_rig.scripted.seen[-1]
+    np.testing.assert_allclose(obs["observation/joint_position"], Q, atol=1e-6)  # in servo.joint_names order
+
+
+def test_a_nan_droid_answer_never_moves_the_arm(droid_rig):
+    jogs = run_droid_episode(droid_rig, bad=True)
+    assert jogs and all(not any(m.velocities) for m in jogs)
