@@ -337,6 +337,16 @@ class RT2Config(_Section):
     reset: ResetConfig = ResetConfig()
     openpi: OpenPIConfig = OpenPIConfig()
 
+    @model_validator(mode="after")
+    def _check_joints(self) -> "RT2Config":
+        n = len(self.servo.joint_names)
+        if len(self.safety.max_joint_velocity_radps) != n:
+            raise ValueError(
+                f"servo.joint_names names {n} joints: safety.max_joint_velocity_radps, joint_position_min and "
+                "joint_position_max need one value per joint"
+            )
+        return self
+
 
 def default_config_path() -> Path:
     """``config/rt2.yaml`` of the source tree, or of the installed share directory."""

@@ -200,3 +200,12 @@ def test_joint_state_without_the_arms_joints_is_rejected():
         c.on_joint_state(NAMES[:6], Q_HOME[:6], 0.0, 0.0)
     with pytest.raises(ValueError, match="finite"):
         c.on_joint_state(NAMES, [np.nan] * 7, 0.0, 0.0)
+
+
+def test_joint_lists_must_match_the_joint_names():
+    from rt2_ros.config import ConfigError
+
+    with pytest.raises(ConfigError, match="one value per joint"):
+        load_config(overrides={"servo.joint_names": ["a", "b"]})
+    with pytest.raises(ConfigError, match="joint_position_max must exceed"):
+        load_config(overrides={"safety.joint_position_min": [0.0] * 7, "safety.joint_position_max": [0.0] * 7})
