@@ -84,9 +84,11 @@ def run_episode(
             else:
                 rec.frames[1:] = [img]
         pos, quat = world.scene.ee_pose()
-        controller.on_ee_pose(pos, t, orientation=Rotation.from_quat(quat).as_matrix())
-        if joint_mode or getattr(controller.policy, "uses_state", False):
+        if joint_mode or getattr(controller.policy, "uses_state", False):  # the policy reads the robot state
+            controller.on_ee_pose(pos, t, orientation=Rotation.from_quat(quat).as_matrix())
             controller.on_joint_state(names, world.scene.joint_state()[0], t, t)
+        else:
+            controller.on_ee_pose(pos, t)
         rec.tcp_path.append(world.scene.tcp_position().tolist())
         due = controller.inference_due(t) if controller.chunked else t >= next_step
         if due:
