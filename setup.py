@@ -29,7 +29,8 @@ setup(
         # torch stays at 2.13.0 on the project's machines; any torch 2.x works for users.
         "inference": ["torch>=2.1", "transformers>=4.46", "tokenizers>=0.19", "sentencepiece>=0.1.99", "pillow>=9"],
         # Robot side of the remote backend: websockets (>= 15 for the client's proxy=) + msgpack.
-        "remote": ["websockets>=15", "msgpack>=1.0"],
+        # pillow: openpi's resize_with_pad (PIL bilinear) for policy.backend: openpi.
+        "remote": ["websockets>=15", "msgpack>=1.0", "pillow>=9"],
         # `rt2-ros serve` on the GPU box: the remote protocol plus the model.
         "server": [
             "websockets>=15",

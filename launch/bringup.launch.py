@@ -35,6 +35,7 @@ PARAM_ARGS = {
     "backend": "policy.backend",
     "model_path": "policy.model_path",
     "server_url": "policy.server_url",
+    "openpi_profile": "openpi.profile",
     "camera_topic": "topics.image",
     "twist_topic": "topics.twist",
     "servo_namespace": "servo.namespace",
@@ -50,12 +51,13 @@ ARGUMENTS = [
     (
         "backend",
         "",
-        "policy backend: local (the model in a child process the node supervises) | remote (rt2-ros serve) | scripted (the sim's expert) "
-        "| MODULE:CALLABLE; empty = params file",
+        "policy backend: local (the model in a child process the node supervises) | remote (rt2-ros serve) | openpi (an openpi "
+        "policy server: docs/openpi.md) | scripted (the sim's expert) | MODULE:CALLABLE; empty = params file",
         None,
     ),
     ("model_path", "", "local backend: checkpoint directory (save_pretrained layout)", None),
-    ("server_url", "", "remote backend: inference server URL, e.g. ws://127.0.0.1:8000", None),
+    ("server_url", "", "remote / openpi backend: inference server URL, e.g. ws://127.0.0.1:8000", None),
+    ("openpi_profile", "", "openpi backend: libero | droid | custom; empty = params file", None),
     ("camera_topic", "", "sensor_msgs/Image input topic", None),
     (
         "twist_topic",

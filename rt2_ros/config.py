@@ -105,8 +105,8 @@ class PolicyConfig(_Section):
 
     backend: str = Field(
         "local",
-        description="local | remote | MODULE:CALLABLE (CALLABLE(cfg) returns the Policy)",
-        json_schema_extra={"constraints": "one of: local, remote, or MODULE:CALLABLE"},
+        description="local | remote | openpi (an openpi policy server) | MODULE:CALLABLE (CALLABLE(cfg) returns the Policy)",
+        json_schema_extra={"constraints": "one of: local, remote, openpi, or MODULE:CALLABLE"},
     )
     model_path: str = Field("", description="local checkpoint directory")
     prompt: Literal["rt2", "openvla", "cot"] = Field("rt2", description="prompt template")
@@ -134,9 +134,9 @@ class PolicyConfig(_Section):
     @classmethod
     def _backend(cls, v: str) -> str:
         module, sep, attr = v.partition(":")
-        if v in ("local", "remote") or (sep and module and attr and " " not in v):
+        if v in ("local", "remote", "openpi") or (sep and module and attr and " " not in v):
             return v
-        raise ValueError(f"backend must be local, remote or MODULE:CALLABLE, got {v!r}")
+        raise ValueError(f"backend must be local, remote, openpi or MODULE:CALLABLE, got {v!r}")
 
     @field_validator("device")
     @classmethod
@@ -170,6 +170,13 @@ class ControlConfig(_Section):
     )
     ensemble_decay: float = Field(
         0.01, ge=0.0, le=10.0, description="ensemble: weight exp(-decay * i) of the i-th oldest chunk"
+    )
+    no_motion_timeout_s: float = Field(
+        0.0,
+        ge=0.0,
+        le=3600.0,
+        description="end the episode (no_motion) when the commanded motion stayed below 1 mm/s, 0.01 rad/s and no "
+        "joint above 0.01 rad/s for this long; for policies without terminate; 0 = off [s]",
     )
 
 
@@ -210,6 +217,24 @@ class SafetyConfig(_Section):
     )
     max_action_age_s: float = Field(1.0, gt=0.0, description="stop when the newest action is older [s]")
     max_pose_age_s: float = Field(0.5, gt=0.0, description="older end-effector pose counts as unknown [s]")
+    max_joint_velocity_radps: list[float] = Field(
+        [1.0, 1.0, 1.0, 1.0, 1.2, 1.2, 1.2],
+        description="joint-space policies: per-joint speed cap, servo.joint_names order [rad/s]",
+    )
+    max_joint_accel_radps2: float = Field(
+        10.0, gt=0.0, le=1000.0, description="joint-space policies: per-joint slew limit [rad/s^2]"
+    )
+    joint_position_min: list[float] = Field(
+        [-2.8973, -1.7628, -2.8973, -3.0718, -2.8973, -0.0175, -2.8973],
+        description="joint-space policies: lower position limits (Panda's URDF) [rad]",
+    )
+    joint_position_max: list[float] = Field(
+        [2.8973, 1.7628, 2.8973, -0.0698, 2.8973, 3.7525, 2.8973],
+        description="joint-space policies: upper position limits (Panda's URDF) [rad]",
+    )
+    joint_limit_margin_rad: float = Field(
+        0.1, ge=0.0, le=1.0, description="joint-space: a joint this close to a limit may only move away [rad]"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> "SafetyConfig":
@@ -217,6 +242,15 @@ class SafetyConfig(_Section):
             raise ValueError("safety.workspace_min and workspace_max need 3 values each")
         if any(h <= lo for lo, h in zip(self.workspace_min, self.workspace_max)):
             raise ValueError("safety.workspace_max must exceed workspace_min on every axis")
+        n = len(self.max_joint_velocity_radps)
+        if not (len(self.joint_position_min) == len(self.joint_position_max) == n) or n < 1:
+            raise ValueError(
+                "safety.max_joint_velocity_radps, joint_position_min and joint_position_max need one value per joint"
+            )
+        if any(not (0 < v <= 20) for v in self.max_joint_velocity_radps):
+            raise ValueError("safety.max_joint_velocity_radps must be in (0, 20] rad/s")
+        if any(h <= lo for lo, h in zip(self.joint_position_min, self.joint_position_max)):
+            raise ValueError("safety.joint_position_max must exceed joint_position_min for every joint")
         return self
 
 
@@ -241,6 +275,10 @@ class TopicsConfig(_Section):
     instruction: str = Field("/rt2/instruction", description="std_msgs/String input")
     ee_pose: str = Field("/rt2/ee_pose", description="geometry_msgs/PoseStamped input when TF is not used")
     twist: str = Field("/servo_node/delta_twist_cmds", description="geometry_msgs/TwistStamped output")
+    joint_jog: str = Field(
+        "/servo_node/delta_joint_cmds", description="control_msgs/JointJog output (joint-space policies)"
+    )
+    joint_states: str = Field("/joint_states", description="sensor_msgs/JointState input (joint-space policies)")
     gripper: str = Field("/rt2/gripper_command", description="gripper output topic or action name")
     action: str = Field("/rt2/action", description="rt2_ros/RT2Action output")
     episode: str = Field("/rt2/episode", description="rt2_ros/EpisodeStatus output")
@@ -254,6 +292,11 @@ class ServoConfig(_Section):
     namespace: str = Field("/servo_node", description="MoveIt Servo node name")
     distro: Literal["auto", "jazzy", "humble"] = Field("auto", description="Servo interface generation")
     use_tf: bool = Field(True, description="end-effector pose from TF when tf2_ros is importable")
+    joint_names: list[str] = Field(
+        [f"panda_joint{i}" for i in range(1, 8)],
+        min_length=1,
+        description="the arm's joints, in the order of joint-space actions and safety.joint_* lists",
+    )
 
 
 class ResetConfig(_Section):
@@ -263,6 +306,48 @@ class ResetConfig(_Section):
     planning_group: str = Field("panda_arm", min_length=1, description="MoveIt planning group moved by /rt2/reset")
     home_before_episode: bool = Field(False, description="go home before every episode")
     reset_service: str = Field("/sim/reset", description="std_srvs/Trigger fallback reset service")
+
+
+class OpenPIConfig(_Section):
+    """``policy.backend: openpi``: the profile (see :mod:`rt2_ros.remote.openpi_profile`).
+
+    A preset (``libero``, ``droid``) fixes every field but ``replan_steps``; the other
+    fields apply to ``profile: custom`` only (their defaults are LIBERO's values).
+    """
+
+    profile: Literal["libero", "droid", "rt2_ros", "custom"] = Field(
+        "libero", description="libero | droid | rt2_ros (rt2-ros serve --protocol openpi) | custom"
+    )
+    replan_steps: int = Field(
+        0, ge=0, le=64, description="actions executed per chunk before the next request; 0 = the profile's (5, 8)"
+    )
+    action_space: Literal["ee_delta", "joint_velocity"] = Field("ee_delta", description="custom: action space")
+    image_key: str = Field("observation/image", description="custom: request key of the camera image")
+    wrist_image_key: str = Field("observation/wrist_image", description="custom: wrist image key (sent black); ''=none")
+    image_height: int = Field(224, ge=16, le=2048, description="custom: image height after resize_with_pad [px]")
+    image_width: int = Field(224, ge=16, le=2048, description="custom: image width after resize_with_pad [px]")
+    state_layout: Literal["eef_pos_axisangle_gripper_qpos", "joint_position_gripper_position", "none"] = Field(
+        "eef_pos_axisangle_gripper_qpos", description="custom: what state the request carries"
+    )
+    state_key: str = Field("observation/state", description="custom: request key of the EE state")
+    joint_position_key: str = Field("observation/joint_position", description="custom: joint positions key")
+    gripper_position_key: str = Field("observation/gripper_position", description="custom: gripper position key")
+    action_dim: int = Field(7, ge=2, le=32, description="custom: action columns used (7 for ee_delta)")
+    action_clip: float = Field(1.0, gt=0.0, le=1e6, description="custom: actions clipped to +-this")
+    reject_above: float = Field(
+        10.0, gt=0.0, le=1e6, description="custom: a chunk with a value beyond +-this is refused"
+    )
+    position_scale_m: float = Field(0.05, gt=0.0, le=1.0, description="custom: metres per position unit per step [m]")
+    rotation_scale_rad: float = Field(
+        0.5, gt=0.0, le=3.2, description="custom: radians per rotation unit per step [rad]"
+    )
+    rotation_convention: Literal["rotvec", "rpy"] = Field("rotvec", description="custom: rotation columns' convention")
+    joint_velocity_scale_radps: float = Field(
+        3.0, gt=0.0, le=10.0, description="custom: rad/s per joint velocity unit [rad/s]"
+    )
+    gripper_open_value: float = Field(-1.0, ge=-1e6, le=1e6, description="custom: gripper value meaning open")
+    gripper_closed_value: float = Field(1.0, ge=-1e6, le=1e6, description="custom: gripper value meaning closed")
+    control_hz: float = Field(20.0, gt=0.0, le=1000.0, description="custom: the policy's control rate [Hz]")
 
 
 class RT2Config(_Section):
@@ -277,6 +362,17 @@ class RT2Config(_Section):
     topics: TopicsConfig = TopicsConfig()
     servo: ServoConfig = ServoConfig()
     reset: ResetConfig = ResetConfig()
+    openpi: OpenPIConfig = OpenPIConfig()
+
+    @model_validator(mode="after")
+    def _check_joints(self) -> "RT2Config":
+        n = len(self.servo.joint_names)
+        if len(self.safety.max_joint_velocity_radps) != n:
+            raise ValueError(
+                f"servo.joint_names names {n} joints: safety.max_joint_velocity_radps, joint_position_min and "
+                "joint_position_max need one value per joint"
+            )
+        return self
 
 
 def default_config_path() -> Path:

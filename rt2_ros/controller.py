@@ -35,8 +35,9 @@ from rt2_ros.chunking import ActionQueue, Executed
 from rt2_ros.codecs import Action, make_codec
 from rt2_ros.config import RT2Config
 from rt2_ros.episode import EndReason, Episode, EpisodeState, Transition
+from rt2_ros.joint_space import JointAction, JointEnvelope, JointServoCommand
 from rt2_ros.motion import Twist, delta_to_twist, gripper_command
-from rt2_ros.policies.base import Policy, PolicyError, PolicyResult, check_image
+from rt2_ros.policies.base import Observation, Policy, PolicyError, PolicyResult, check_image
 from rt2_ros.policies.prompts import check_instruction
 from rt2_ros.safety import MAX_FUTURE_S, SafetyEnvelope, ServoCommand
 from rt2_ros.throttle import RejectionLog
@@ -163,7 +164,29 @@ class Controller:
         self.last_stop_reasons: tuple[str, ...] = ()
         #: Actions per model output; > 1: chunk execution through the action queue.
         self.horizon = int(codec.horizon)
-        self.chunked = self.horizon > 1
+        #: openpi's policies answer chunks whatever action.horizon says (``emits_chunks``).
+        self.chunked = self.horizon > 1 or bool(getattr(policy, "emits_chunks", False))
+        #: The robot state passed to policies that read it (``uses_state``): the EE
+        #: orientation (3x3, planning frame), the last gripper opening, the joint positions.
+        self._ee_rotation: np.ndarray | None = None
+        self._gripper_open = 1.0
+        self._joints: np.ndarray | None = None
+        self._joint_names: tuple[str, ...] = ()
+        self._joints_stamp_s: float | None = None
+        #: Joint-space policies (``action_space == "joint_velocity"``): JointJog output through
+        #: the joint envelope (:meth:`joint_command`) instead of twists.
+        self.joint_mode = getattr(policy, "action_space", "ee_delta") == "joint_velocity"
+        sc = cfg.safety
+        self.joint_envelope = JointEnvelope(
+            cfg.servo.joint_names,
+            sc.max_joint_velocity_radps,
+            sc.joint_position_min,
+            sc.joint_position_max,
+            sc.joint_limit_margin_rad,
+            sc.max_joint_accel_radps2,
+            1.0 / cfg.control.servo_rate_hz,
+        )
+        self._last_motion_s = -np.inf
         c = cfg.control
         self._queue = ActionQueue(c.period_s, cfg.safety.max_action_age_s, c.execute, c.ensemble_decay, c.execute_steps)
         self._exec: Executed | None = None
@@ -192,6 +215,7 @@ class Controller:
     def _on_stop(self, t: Transition) -> None:
         self._twist, self._twist_until_s = Twist.zero(), -np.inf
         self.envelope.reset_slew()
+        self.joint_envelope.zero()
         self._reset_chunks()
 
     def _reset_chunks(self) -> None:
@@ -234,11 +258,18 @@ class Controller:
             self.envelope.image_watchdog.feed(stamp_s, now_s)
 
     def on_ee_pose(
-        self, position: np.ndarray, stamp_s: float, rotation_planning_from_command=None, now_s: float | None = None
+        self,
+        position: np.ndarray,
+        stamp_s: float,
+        rotation_planning_from_command=None,
+        now_s: float | None = None,
+        orientation: np.ndarray | None = None,
     ) -> None:
         """Store the end-effector position (m, planning frame) stamped ``stamp_s``
         that arrived at ``now_s`` (the caller's clock; None: unknown). Its age counts
         from the earlier of the two, so a sender clock ahead cannot keep it fresh.
+        ``orientation``: the end effector's rotation matrix (3, 3) in the planning frame,
+        for policies that read the pose (openpi's LIBERO state); None: unknown.
 
         Raises:
             ValueError: not 3 finite values, a position further than
@@ -261,13 +292,59 @@ class Controller:
         self._check_stamp("end-effector pose", stamp_s, now_s)
         if now_s is not None and np.isfinite(now_s):
             stamp_s = min(float(stamp_s), float(now_s))
+        rot = None
+        if orientation is not None:
+            rot = np.asarray(orientation, dtype=np.float64)
+            if rot.shape != (3, 3) or not np.all(np.isfinite(rot)):
+                rot = None
         with self._lock:
             self._ee_position, self._ee_stamp_s = p, float(stamp_s)
+            self._ee_rotation = rot
             self._R_pc = None if rotation_planning_from_command is None else np.asarray(rotation_planning_from_command)
 
     def _forget_pose(self) -> None:
         with self._lock:
-            self._ee_position, self._ee_stamp_s = None, None
+            self._ee_position, self._ee_stamp_s, self._ee_rotation = None, None, None
+
+    def on_joint_state(self, names, positions, stamp_s: float, now_s: float | None = None) -> None:
+        """Store the arm's joint positions (rad; ``names`` in any order, kept in
+        ``servo.joint_names`` order) stamped ``stamp_s``: openpi's DROID state and the
+        joint envelope's position limits.
+
+        Raises:
+            ValueError: names and positions differ in length, a joint of ``servo.joint_names``
+                is missing, or a position is not finite (the stored joint state is then forgotten).
+        """
+        q_all = np.asarray(positions, dtype=np.float64).reshape(-1)
+        index = {str(n): i for i, n in enumerate(names)}
+        want = self.cfg.servo.joint_names
+        missing = [n for n in want if n not in index]
+        if len(names) != q_all.size or missing or not np.all(np.isfinite(q_all)):
+            with self._lock:
+                self._joints = None
+            why = f"missing {missing}" if missing else "one finite position per name needed"
+            raise ValueError(f"joint state rejected: {why} ({len(names)} names, {q_all.size} values)")
+        q = np.array([q_all[index[n]] for n in want])
+        names = want
+        self._check_stamp("joint state", stamp_s, now_s)
+        if now_s is not None and np.isfinite(now_s):
+            stamp_s = min(float(stamp_s), float(now_s))
+        with self._lock:
+            self._joints, self._joint_names, self._joints_stamp_s = q, tuple(names), float(stamp_s)
+
+    def robot_state(self, now_s: float) -> dict:
+        """:attr:`~rt2_ros.policies.base.Observation.state` now: the pose and the joints only
+        when fresh (not older than ``safety.max_pose_age_s``)."""
+        with self._lock:
+            st: dict = {"gripper_open": self._gripper_open}
+            pos = self._ee_position_now(now_s)
+            if pos is not None and self._ee_rotation is not None:
+                st["ee_position"], st["ee_rotation"] = pos.copy(), self._ee_rotation.copy()
+            if self._joints is not None and self._joints_stamp_s is not None:
+                age = now_s - self._joints_stamp_s
+                if -MAX_FUTURE_S <= age <= self.cfg.safety.max_pose_age_s:
+                    st["joint_positions"], st["joint_names"] = self._joints.copy(), self._joint_names
+            return st
 
     def on_instruction(self, text: str, now_s: float) -> list[Transition]:
         """Start an episode (preempting a running one).
@@ -290,6 +367,7 @@ class Controller:
             ts = self.episode.start(text, now_s)
             self._reset_chunks()
             self.envelope.action_watchdog.feed(now_s)  # the first action has max_action_age_s to arrive
+            self._last_motion_s = now_s  # the no-motion rule counts from the start
             self.policy.reset()
             return self._record(ts)
 
@@ -337,13 +415,17 @@ class Controller:
                 self._next_infer_s = now_s + self.cfg.control.period_s  # after a failure: one period later
             episode_id, instruction = self.episode.episode_id, self.episode.instruction
             image = self._image
+            state = self.robot_state(now_s) if getattr(self.policy, "uses_state", False) else None
             if image is None or self.envelope.image_watchdog.expired(now_s):
                 age = self.envelope.image_watchdog.age(now_s)
                 return self._outcome(None, None, f"no fresh image (newest is {age:.2f} s old)", ts, 0.0)
 
         t0 = self._clock()
         try:
-            result = self.policy.infer(image, instruction)
+            if state is None:
+                result = self.policy.infer(image, instruction)
+            else:
+                result = self.policy.infer_batch([Observation(image, instruction, state)])[0]
             error = result.error
         except (PolicyError, ValueError) as e:
             result, error = None, f"policy failed: {e}"
@@ -381,6 +463,8 @@ class Controller:
                 return self._outcome(result, action, None, ts, latency_ms, twist=Twist.zero(), gripper=None)
             if grip is not None and self._stop_now(now_after):
                 grip = None  # the arm is held stopped: so is the gripper
+            if grip is not None:
+                self._gripper_open = grip
             self._twist = twist
             self._twist_until_s = now_after + self.cfg.control.period_s
             return self._outcome(result, action, None, ts, latency_ms, twist=twist, gripper=grip)
@@ -414,6 +498,7 @@ class Controller:
         items = []
         try:
             for a in result.actions:
+                self._check_joint_action(a)
                 twist = delta_to_twist(a, self.cfg.control.period_s, self.cfg.action.rotation_convention)
                 grip = None
                 if self.cfg.gripper.enabled:
@@ -429,6 +514,69 @@ class Controller:
         now_after = self._now_fn() if self._now_fn is not None else now_s + (self._clock() - t0)
         self.envelope.action_watchdog.feed(now_after)
         return self._outcome(result, result.action, None, ts, latency_ms, twist=items[0][1], gripper=None)
+
+    def _check_joint_action(self, a: Action) -> None:
+        """Joint mode takes only :class:`JointAction` with one finite velocity per joint (and
+        the twist mode none). Raises ValueError."""
+        if isinstance(a, JointAction) != self.joint_mode:
+            raise ValueError(
+                "joint-velocity action for a twist policy" if not self.joint_mode else "not a joint action"
+            )
+        if self.joint_mode:
+            v = np.asarray(a.joint_velocities)
+            if v.shape != (len(self.cfg.servo.joint_names),) or not np.all(np.isfinite(v)):
+                raise ValueError(
+                    f"joint action needs {len(self.cfg.servo.joint_names)} finite velocities, got shape {v.shape}"
+                )
+
+    def _joints_now(self, now_s: float) -> np.ndarray | None:
+        """The joint positions when fresh (not older than ``safety.max_pose_age_s``), else None."""
+        if self._joints is None or self._joints_stamp_s is None:
+            return None
+        age = now_s - self._joints_stamp_s
+        return self._joints if -MAX_FUTURE_S <= age <= self.cfg.safety.max_pose_age_s else None
+
+    def _note_motion(self, now_s: float, moving: bool) -> None:
+        """The no-motion rule (``control.no_motion_timeout_s``), under the lock: the running
+        episode ends as ``no_motion`` when nothing was commanded to move for that long."""
+        if not self.episode.running:
+            return
+        if moving:
+            self._last_motion_s = now_s
+            return
+        limit = self.cfg.control.no_motion_timeout_s
+        if limit > 0 and now_s - self._last_motion_s >= limit:
+            self._record(
+                [
+                    self.episode.finish(
+                        EndReason.NO_MOTION,
+                        now_s,
+                        detail=f"no commanded motion for {limit:.1f} s (control.no_motion_timeout_s)",
+                    )
+                ]
+            )
+
+    def joint_command(self, now_s: float) -> JointServoCommand:
+        """Joint mode: the JointJog to publish now (call right after :meth:`servo_command`
+        in the same servo tick: that call starts the slot's action). The current action's
+        joint velocities through the :class:`~rt2_ros.joint_space.JointEnvelope`; zero
+        outside a running episode, between actions and on every stop."""
+        with self._lock:
+            running = self.episode.running
+            v = None
+            ex = self._exec
+            if running and ex is not None and self._exec_decided and self._queue.slot_at(now_s) == self._exec_slot:
+                if isinstance(ex.action, JointAction):
+                    v = ex.action.joint_velocities
+            stop = self.envelope.stop_reasons(now_s, watch_inputs=running)
+            if not running:
+                cmd = self.joint_envelope.zero(stop)
+            else:
+                cmd = self.joint_envelope.filter(v, self._joints_now(now_s), stop)
+            self._note_motion(now_s, bool(np.max(np.abs(cmd.velocities), initial=0.0) >= 0.01))
+            if cmd.reasons:
+                self.last_stop_reasons = cmd.reasons
+            return cmd
 
     def inference_due(self, now_s: float) -> bool:
         """Chunk mode: whether the caller should run :meth:`Controller.step` now.
@@ -503,6 +651,7 @@ class Controller:
             self._exec = ex
             if ex.gripper is not None:
                 self._grippers.append((self.episode.episode_id, ex.gripper))
+                self._gripper_open = ex.gripper
         if self._exec is None:
             return Twist.zero(), 0.0
         return self._exec.twist, max(q.slot_start_s(slot + 1) - now_s, 0.0)
@@ -580,7 +729,12 @@ class Controller:
             )
             if cmd.stop and not twist.is_zero:
                 log.debug("stop: %s", cmd.reasons)
-            if "ee_pose_unknown" in cmd.reasons:
+            if not self.joint_mode:
+                lin, ang = cmd.twist.linear, cmd.twist.angular
+                self._note_motion(now_s, bool(np.linalg.norm(lin) >= 1e-3 or np.linalg.norm(ang) >= 0.01))
+            if self.joint_mode:
+                pass  # the end-effector pose does not gate joint motion (the joint envelope does)
+            elif "ee_pose_unknown" in cmd.reasons:
                 self._warn_throttled(
                     "pose_unknown",
                     "no motion: the end-effector pose is unknown (none received on TF / topics.ee_pose, older than "

@@ -33,6 +33,7 @@ class EndReason(str, enum.Enum):
     PREEMPTED = "preempted"
     E_STOP = "e_stop"
     FAULT = "fault"
+    NO_MOTION = "no_motion"
 
 
 @dataclasses.dataclass(frozen=True)

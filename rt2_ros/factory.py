@@ -15,7 +15,7 @@ from rt2_ros.codecs import make_codec
 from rt2_ros.config import RT2Config
 from rt2_ros.policies.base import Policy
 
-__all__ = ["make_policy", "load_callable"]
+__all__ = ["make_policy", "make_openpi_policy", "load_callable"]
 
 
 def load_callable(spec: str) -> Any:
@@ -53,6 +53,8 @@ def make_policy(cfg: RT2Config, **kwargs: Any) -> Policy:
       with ``in_process`` in this process (imports torch).
     * ``remote``: the client of ``rt2-ros serve`` at ``policy.server_url``; the API key is
       read from the environment variable named by ``policy.api_key_env``.
+    * ``openpi``: the client of an openpi policy server at ``policy.server_url`` with the
+      ``openpi`` section's profile (:func:`make_openpi_policy`).
     * ``MODULE:CALLABLE``: ``CALLABLE(cfg, **kwargs)`` returns the policy (the simulator's
       scripted expert is ``rt2_ros.sim.expert:make_policy``).
 
@@ -96,4 +98,40 @@ def make_policy(cfg: RT2Config, **kwargs: Any) -> Policy:
         kwargs.setdefault("api_key", key or None)
         kwargs.setdefault("timeout_s", p.timeout_s)
         return RemotePolicy(p.server_url, a, **kwargs)
+    if backend == "openpi":
+        return make_openpi_policy(cfg, **kwargs)
     return load_callable(backend)(cfg, **kwargs)
+
+
+def make_openpi_policy(cfg: RT2Config, **kwargs: Any) -> Policy:
+    """``policy.backend: openpi``: the client of the openpi server at ``policy.server_url``
+    with the profile of the ``openpi`` section; the key from ``$policy.api_key_env``.
+
+    Raises:
+        ValueError: a bad profile, or a joint_velocity profile with a servo that cannot
+            take JointJog.
+    """
+    import logging
+
+    from rt2_ros.remote.openpi_client import OpenPIPolicy
+    from rt2_ros.remote.openpi_profile import profile_from_config
+
+    p = cfg.policy
+    profile = profile_from_config(cfg.openpi)
+    hz = 1.0 / cfg.control.period_s
+    if abs(hz - profile.control_hz) > 0.01 * profile.control_hz:
+        logging.getLogger("rt2_ros.openpi").warning(
+            "control.period_s %.4f s (%.1f Hz) differs from profile %s's %.1f Hz: each action is held %.4f s "
+            "(set control.period_s to %.4f)",
+            cfg.control.period_s,
+            hz,
+            profile.name,
+            profile.control_hz,
+            cfg.control.period_s,
+            1.0 / profile.control_hz,
+        )
+    key = (os.environ.get(p.api_key_env) or "").strip() if p.api_key_env else ""
+    kwargs.setdefault("api_key", key or None)
+    kwargs.setdefault("timeout_s", p.timeout_s)
+    kwargs.setdefault("gripper_invert", cfg.gripper.invert)
+    return OpenPIPolicy(p.server_url, profile, cfg.action, **kwargs)

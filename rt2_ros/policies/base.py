@@ -53,10 +53,18 @@ def check_image(image: Any) -> np.ndarray:
 
 @dataclasses.dataclass(frozen=True)
 class Observation:
-    """One observation: ``image`` uint8 (H, W, 3) RGB and the task ``instruction``."""
+    """One observation: ``image`` uint8 (H, W, 3) RGB and the task ``instruction``.
+
+    ``state``: the robot state for policies that read it (``uses_state``; openpi's):
+    ``ee_position`` float (3,) m and ``ee_rotation`` float (3, 3) in the planning frame
+    (absent when unknown or stale), ``gripper_open`` the last commanded opening in
+    [0, 1], ``joint_positions`` float (n,) rad in ``joint_names`` order (absent when
+    unknown); None for policies that read only the image.
+    """
 
     image: np.ndarray
     instruction: str
+    state: dict[str, Any] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,9 +158,16 @@ def result_from_output(
 
 
 class Policy(abc.ABC):
-    """A vision-language-action policy."""
+    """A vision-language-action policy.
+
+    ``uses_state``: the caller passes :attr:`Observation.state` (else only image and
+    instruction). ``emits_chunks``: its answers are chunks to execute through the action
+    queue even when ``action.horizon`` is 1 (openpi's policies).
+    """
 
     metadata: PolicyMetadata
+    uses_state: bool = False
+    emits_chunks: bool = False
 
     @abc.abstractmethod
     def infer_batch(self, observations: Sequence[Observation]) -> list[PolicyResult]:

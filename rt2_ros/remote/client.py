@@ -201,6 +201,8 @@ class RemotePolicy(Policy):
         )
         self.server_info: dict[str, Any] = {}
         self.limits: dict[str, int] = {}
+        #: Largest frame accepted from the server; a larger one closes the connection (1009).
+        self.max_reply_bytes = 2**22
         self._lock = threading.RLock()
         self._ws = None
         self._next_id = 1
@@ -268,7 +270,7 @@ class RemotePolicy(Policy):
                 ping_interval=self.ping_interval_s,
                 ping_timeout=self.ping_interval_s,
                 close_timeout=0.5,
-                max_size=2**22,  # replies are small; metadata with statistics < 4 MiB
+                max_size=self.max_reply_bytes,  # replies are small; metadata with statistics < 4 MiB
                 compression=None,
                 proxy=self.proxy,
                 user_agent_header="rt2_ros-remote",
@@ -399,6 +401,14 @@ class RemotePolicy(Policy):
                 f"connection to {self.server_url} failed: {type(e).__name__}: {e}", reconnect=True
             ) from None
         self.last_frame_s = time.monotonic()
+        return self._decode_frame(msg)
+
+    def _decode_frame(self, msg: Any) -> Any:
+        """One received frame, parsed (subclasses speaking another wire override it).
+
+        Raises:
+            PolicyError: a malformed frame (the connection is dropped).
+        """
         try:
             return unpackb(msg)
         except ProtocolError as e:

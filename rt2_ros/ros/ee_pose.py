@@ -68,9 +68,11 @@ class EePoseInput:
                 self.log.info(f"tf2_ros is not importable: end-effector pose from {cfg.topics.ee_pose} (PoseStamped)")
             node.create_subscription(PoseStamped, cfg.topics.ee_pose, self.on_pose, 10, callback_group=callback_group)
 
-    def _feed(self, pos: np.ndarray, stamp_s: float, r_pc: np.ndarray | None, what: str) -> None:
+    def _feed(
+        self, pos: np.ndarray, stamp_s: float, r_pc: np.ndarray | None, what: str, rot: np.ndarray | None = None
+    ) -> None:
         try:
-            self.controller.on_ee_pose(pos, stamp_s, r_pc, self.now_s())
+            self.controller.on_ee_pose(pos, stamp_s, r_pc, self.now_s(), orientation=rot)
         except ValueError as e:
             self._reject("pose", what, str(e))
             return
@@ -103,7 +105,7 @@ class EePoseInput:
                 ),
             )
             return
-        self._feed(pos, stamp_to_s(msg.header.stamp) or self.now_s(), r_pc, "end-effector pose")
+        self._feed(pos, stamp_to_s(msg.header.stamp) or self.now_s(), r_pc, "end-effector pose", rot)
 
     def update_from_tf(self, now_s: float) -> None:
         """Look the pose up in TF (servo timer; no-op without tf2_ros)."""
@@ -121,5 +123,9 @@ class EePoseInput:
             return
         tr = tf.transform.translation  # pragma: no cover
         self._feed(
-            np.array([tr.x, tr.y, tr.z]), stamp_to_s(tf.header.stamp) or now_s, r_pc, "end-effector pose from TF"
+            np.array([tr.x, tr.y, tr.z]),
+            stamp_to_s(tf.header.stamp) or now_s,
+            r_pc,
+            "end-effector pose from TF",
+            quaternion_to_matrix(tf.transform.rotation),
         )

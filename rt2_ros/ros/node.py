@@ -35,6 +35,7 @@ from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile
+from sensor_msgs.msg import JointState
 from std_msgs.msg import String
 from std_srvs.srv import SetBool, Trigger
 
@@ -45,15 +46,23 @@ from rt2_ros.motion import Twist
 from rt2_ros.periodic import PeriodicThread
 from rt2_ros.policies.base import Policy
 from rt2_ros.ros.camera import ImageInput
-from rt2_ros.ros.conversions import import_rt2_msgs, outcome_to_action_msg, transition_to_episode_msg, twist_to_msg
+from rt2_ros.ros.conversions import (
+    import_rt2_msgs,
+    outcome_to_action_msg,
+    stamp_to_s,
+    transition_to_episode_msg,
+    twist_to_msg,
+)
 from rt2_ros.ros.ee_pose import EePoseInput
 from rt2_ros.ros.entry import NodeSet, run_nodes
 from rt2_ros.ros.gripper import GripperOutput
 from rt2_ros.ros.homing import Homing
+from rt2_ros.ros.joint_jog import HAVE_JOINT_JOG, JointJog, joint_jog_msg
 from rt2_ros.ros.markers import NodeVisuals
 from rt2_ros.ros.params import declare_config_parameters, refuse_parameter_changes
 from rt2_ros.ros.pylog import bridge_python_logging
 from rt2_ros.ros.servo_client import ServoClient
+from rt2_ros.servo_interface import CommandType
 from rt2_ros.servo_stream import GIL_SWITCH_INTERVAL_S, ZERO_BURST_S, ControlWorker, ServoStream
 from rt2_ros.throttle import InputLog
 
@@ -133,6 +142,15 @@ class Rt2Node(Node):
 
         # outputs
         self.twist_pub = self.create_publisher(TwistStamped, t.twist, QoSProfile(depth=10))
+        self.joint_pub = None
+        if self.controller.joint_mode:  # joint-space policy: JointJog to Servo instead of twists
+            if not HAVE_JOINT_JOG:
+                raise RuntimeError(
+                    "the policy answers joint velocities, but control_msgs (JointJog) is not importable: "
+                    "install ros-$ROS_DISTRO-control-msgs (here: the ROS 2 tools kit)"
+                )
+            self.joint_pub = self.create_publisher(JointJog, t.joint_jog, QoSProfile(depth=10))
+            self.log.info(f"joint-space policy: JointJog on {t.joint_jog}, joint states from {t.joint_states}")
         self.action_pub = self.create_publisher(self._msgs.RT2Action, t.action, 10)
         self.episode_pub = self.create_publisher(self._msgs.EpisodeStatus, t.episode, QoSProfile(depth=20))
         self.visuals = NodeVisuals(self, cfg, self.controller, self._warn_once)
@@ -144,6 +162,10 @@ class Rt2Node(Node):
         self.create_subscription(String, t.instruction, self._on_instruction, 10, callback_group=g)
         self.ee_pose = EePoseInput(self, cfg, self.controller, self.now_s, self._reject, self._warn_once, g)
         self.servo = ServoClient(self, cfg.servo, self._on_servo_halt, callback_group=g)
+        if self.controller.joint_mode:
+            self.servo.command_type = CommandType.JOINT_JOG
+        if self.controller.joint_mode or getattr(policy, "uses_state", False):
+            self.create_subscription(JointState, t.joint_states, self._on_joint_state, 10, callback_group=g)
         self.create_service(Trigger, STOP_SERVICE, self._srv_stop, callback_group=g)
         self.create_service(SetBool, ESTOP_SERVICE, self._srv_estop, callback_group=g)
         self.create_service(Trigger, RESET_SERVICE, self._srv_reset, callback_group=g)
@@ -178,7 +200,19 @@ class Rt2Node(Node):
 
     # -- publishing --------------------------------------------------------------------------
     def _publish_twist(self, twist: Twist, stamp) -> None:
+        if self.joint_pub is not None:  # joint mode: the stop is a zero JointJog
+            names = self.cfg.servo.joint_names
+            self.joint_pub.publish(joint_jog_msg(names, [0.0] * len(names), stamp))
+            return
         self.twist_pub.publish(twist_to_msg(twist, stamp, self.cfg.frames.command_frame))
+
+    def _on_joint_state(self, msg: JointState) -> None:
+        try:
+            self.controller.on_joint_state(
+                list(msg.name), list(msg.position), stamp_to_s(msg.header.stamp) or self.now_s(), self.now_s()
+            )
+        except ValueError as e:
+            self._reject("joint_state", "joint state", str(e))
 
     def _handle_transitions(self) -> None:
         """Publish every episode transition; a stop sends a zero twist at once and arms
@@ -211,8 +245,11 @@ class Rt2Node(Node):
             now = self.get_clock().now()
             now_s = now.nanoseconds * 1e-9
             self._last_cmd = cmd = self.controller.servo_command(now_s)
+            joint_cmd = self.controller.joint_command(now_s) if self.joint_pub is not None else None
             tick = self._stream.tick(now_s, self.controller.running)
-            if tick.publish:
+            if tick.publish and joint_cmd is not None:
+                self.joint_pub.publish(joint_jog_msg(joint_cmd.names, joint_cmd.velocities, now.to_msg()))
+            elif tick.publish:
                 self._publish_twist(cmd.twist, now.to_msg())
             elif tick.pause_servo:
                 self.servo.pause()

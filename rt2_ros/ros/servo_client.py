@@ -64,6 +64,8 @@ class ServoClient:
         self._warned: set[str] = set()
         self.last_status: tuple[int, str] | None = None
         self.calls: list[str] = []  # service names called, oldest first (for diagnostics)
+        #: The command type :meth:`enable` selects on Jazzy (TWIST; JOINT_JOG for joint-space policies).
+        self.command_type = CommandType.TWIST
         self._setup(resolve_distro(cfg.distro, HAVE_MOVEIT_MSGS))
 
     # -- set-up ------------------------------------------------------------------------
@@ -157,7 +159,11 @@ class ServoClient:
         return True
 
     def enable(self) -> None:
-        """Make Servo accept twists (call when an episode starts). Never blocks."""
+        """Make Servo accept this node's commands (call when an episode starts). Never blocks.
+
+        Jazzy: ``~/switch_command_type`` to :attr:`command_type` (TWIST, or JOINT_JOG for
+        joint-space policies). Humble: ``~/start_servo`` (Humble's Servo then takes twists
+        and JointJog alike, the newest kind wins)."""
         self._detect()
         if self.distro == "humble":
             if self._paused and self._call("unpause_servo", Trigger.Request()):
@@ -168,7 +174,7 @@ class ServoClient:
         if self._paused and self._call("pause_servo", SetBool.Request(data=False)):
             self._paused = False
         if HAVE_MOVEIT_MSGS:
-            self._call("switch_command_type", ServoCommandType.Request(command_type=int(CommandType.TWIST)))
+            self._call("switch_command_type", ServoCommandType.Request(command_type=int(self.command_type)))
 
     def pause(self) -> None:
         """Pause Servo (after a stop, once the zero twists went out). Never blocks."""

@@ -12,6 +12,10 @@ never from a command-line value (which ``ps`` would show to every user).
 Binding to a non-loopback address without a key is refused unless
 ``--allow-unauthenticated`` is given.
 
+``--protocol openpi`` answers openpi's ``WebsocketClientPolicy`` (openpi's frames,
+``Authorization: Api-Key <key>``; see :mod:`rt2_ros.serving.openpi_service` and
+docs/openpi.md) instead of this project's protocol.
+
 ``--ray-replicas N`` serves N replicas of the model behind the same address with
 Ray Serve (:mod:`rt2_ros.serving.ray_app`), for fleets that outgrow one GPU.
 """
@@ -24,7 +28,7 @@ import logging
 import signal
 import sys
 
-from rt2_ros.serving.settings import ServeSettings, build_policy, read_api_key
+from rt2_ros.serving.settings import ServeSettings, build_policy_and_config, read_api_key
 
 __all__ = ["add_arguments", "run"]
 
@@ -95,6 +99,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--ray-gpus-per-replica", type=float, default=0.0, help="Ray: GPUs per replica (e.g. 1)")
     p.add_argument("--ray-cpus-per-replica", type=float, default=1.0, help="Ray: CPUs per replica")
+    p.add_argument(
+        "--protocol",
+        default="rt2",
+        choices=["rt2", "openpi"],
+        help="rt2: this project's frames (policy.backend remote); openpi: openpi's WebsocketClientPolicy",
+    )
+    p.add_argument(
+        "--openpi-image-key",
+        action="append",
+        default=None,
+        metavar="KEY",
+        help="openpi: observation key of the image (repeat to try several in order; default: "
+        "observation/image, observation/exterior_image_1_left, observation/images/cam_high, image)",
+    )
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
 
 
@@ -125,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         ssl_ctx = make_ssl_context(settings.tls_cert, settings.tls_key) if settings.tls_cert else None
         limits = Limits(settings.max_request_bytes, settings.max_image_side)
-        policy = build_policy(settings)
+        policy, cfg = build_policy_and_config(settings)
         server = PolicyServer(
             policy,
             settings.host,
@@ -139,6 +157,9 @@ def run(args: argparse.Namespace) -> int:
             ssl=ssl_ctx,
             idle_timeout_s=settings.idle_timeout_s,
             unix_socket=settings.unix_socket,
+            protocol=settings.protocol,
+            openpi_image_keys=settings.openpi_image_key,
+            rotation_convention=cfg.action.rotation_convention,
         )
     except Exception as e:  # noqa: BLE001 - any start-up failure: message, exit 1
         print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
@@ -154,7 +175,10 @@ def run(args: argparse.Namespace) -> int:
         if settings.stop_on_stdin_eof:
             _stop_on_eof(loop, stop)
         await server.start()
-        print(f"rt2-ros serve: listening on {server.url} (model {policy.metadata.model_id})", flush=True)
+        print(
+            f"rt2-ros serve: listening on {server.url} (model {policy.metadata.model_id}, {settings.protocol} protocol)",
+            flush=True,
+        )
         try:
             await stop.wait()
         finally:

@@ -88,12 +88,13 @@ class InferenceService:
         return self._api_key is not None
 
     def check_key(self, authorization: str | None) -> bool:
-        """True when no key is configured or ``authorization`` is ``"Bearer <key>"``
-        (constant-time comparison, :func:`hmac.compare_digest`)."""
+        """True when no key is configured or ``authorization`` is ``"Bearer <key>"`` or
+        ``"Api-Key <key>"`` (openpi's ``WebsocketClientPolicy``), compared in constant
+        time (:func:`hmac.compare_digest`)."""
         if self._api_key is None:
             return True
         scheme, _, token = (authorization or "").partition(" ")
-        if scheme.lower() != "bearer":
+        if scheme.lower() not in ("bearer", "api-key"):
             return False
         return hmac.compare_digest(token.strip().encode(), self._api_key)
 

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-__all__ = ["ServeSettings", "read_api_key", "build_policy"]
+__all__ = ["ServeSettings", "read_api_key", "build_policy", "build_policy_and_config"]
 
 log = logging.getLogger("rt2_ros.server")
 
@@ -58,6 +58,12 @@ class ServeSettings(BaseModel):
     ray_gpus_per_replica: float = Field(0.0, ge=0.0, description="Ray: GPUs per replica")
     ray_cpus_per_replica: float = Field(1.0, ge=0.0, description="Ray: CPUs per replica")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="log level")
+    protocol: Literal["rt2", "openpi"] = Field(
+        "rt2", description="rt2: this project's frames (policy.backend remote); openpi: openpi's WebsocketClientPolicy"
+    )
+    openpi_image_key: list[str] | None = Field(
+        None, description="openpi: observation keys tried for the image, in order (default: LIBERO's, DROID's, ...)"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> "ServeSettings":
@@ -65,6 +71,10 @@ class ServeSettings(BaseModel):
             raise ValueError("give exactly one of model (a checkpoint directory) and policy (MODULE:CALLABLE)")
         if self.tls_key and not self.tls_cert:
             raise ValueError("tls_key needs tls_cert")
+        if self.protocol == "openpi" and (self.ray_replicas > 0 or self.unix_socket):
+            raise ValueError("protocol openpi is served by the plain server on host:port (not Ray, not a Unix socket)")
+        if self.openpi_image_key is not None and self.protocol != "openpi":
+            raise ValueError("openpi_image_key needs protocol openpi")
         return self
 
     @property
@@ -114,7 +124,12 @@ def read_api_key(env_name: str | None, key_file: str | None) -> str | None:
 
 
 def build_policy(settings: ServeSettings):
-    """The served policy: the local transformers backend on ``model``, or ``policy``'s callable
+    """The served policy (:func:`build_policy_and_config` without the configuration)."""
+    return build_policy_and_config(settings)[0]
+
+
+def build_policy_and_config(settings: ServeSettings):
+    """``(policy, RT2Config)``: the served policy: the local transformers backend on ``model``, or ``policy``'s callable
     (``CALLABLE(cfg: RT2Config)``), both through :func:`rt2_ros.factory.make_policy`.
 
     Raises:
@@ -138,4 +153,4 @@ def build_policy(settings: ServeSettings):
     cfg, from_model = with_model_settings(load_config(settings.config, overrides))
     if from_model:
         log.info("from the model's %s: %s", MODEL_SETTINGS_FILE, ", ".join(from_model))
-    return make_policy(cfg)
+    return make_policy(cfg), cfg

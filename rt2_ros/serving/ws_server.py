@@ -31,6 +31,12 @@ Behaviour:
 
 Request handling itself is :class:`~rt2_ros.serving.service.InferenceService`,
 shared with the Ray Serve deployment (:mod:`rt2_ros.serving.ray_app`).
+
+``protocol="openpi"`` speaks openpi's frames instead
+(:class:`~rt2_ros.serving.openpi_service.OpenPIService`: metadata first, ``actions``
+answers, an error as a text frame then close 1011), with the same batching, key
+(``Authorization: Api-Key <key>``, openpi's header, or ``Bearer``), ``/healthz``,
+size limit and idle timeout.
 """
 
 from __future__ import annotations
@@ -41,7 +47,8 @@ import json
 import logging
 import ssl as ssl_module
 import threading
-from typing import Any
+import time
+from typing import Any, Sequence
 
 from websockets.asyncio.server import ServerConnection, serve, unix_serve
 from websockets.exceptions import ConnectionClosed
@@ -50,6 +57,7 @@ from websockets.http11 import Request, Response
 import rt2_ros
 from rt2_ros.policies.base import Policy
 from rt2_ros.remote.protocol import Limits
+from rt2_ros.serving.openpi_service import DEFAULT_IMAGE_KEYS, OpenPIService
 from rt2_ros.serving.service import HEALTH_PATH, InferenceService
 
 __all__ = ["PolicyServer", "BackgroundServer", "make_ssl_context", "HEALTH_PATH"]
@@ -88,6 +96,13 @@ class PolicyServer:
         unix_socket: listen on this Unix domain socket path instead of ``host:port``
             (the node's policy child, :mod:`rt2_ros.remote.child`); access is the
             file system's (put it in a private directory).
+        protocol: ``"rt2"`` (:mod:`rt2_ros.remote.protocol`) or ``"openpi"``
+            (:mod:`rt2_ros.serving.openpi_service`).
+        openpi_image_keys: openpi observation keys tried for the image (None: the default).
+        rotation_convention: the served ``action.rotation_convention`` (openpi metadata).
+
+    Raises:
+        ValueError: a bad setting.
     """
 
     def __init__(
@@ -106,7 +121,13 @@ class PolicyServer:
         ping_interval_s: float = 10.0,
         idle_timeout_s: float = 60.0,
         unix_socket: str | None = None,
+        protocol: str = "rt2",
+        openpi_image_keys: Sequence[str] | None = None,
+        rotation_convention: str = "rpy",
     ):
+        if protocol not in ("rt2", "openpi"):
+            raise ValueError(f"protocol must be 'rt2' or 'openpi', got {protocol!r}")
+        self.protocol = protocol
         self.service = InferenceService(
             policy,
             api_key=api_key,
@@ -126,6 +147,9 @@ class PolicyServer:
         self.idle_timeout_s = float(idle_timeout_s)
         self.unix_socket = unix_socket
         self._server = None
+        self.openpi: OpenPIService | None = None
+        if protocol == "openpi":
+            self.openpi = OpenPIService(self.service, openpi_image_keys or DEFAULT_IMAGE_KEYS, rotation_convention)
 
     @property
     def batcher(self):
@@ -170,9 +194,10 @@ class PolicyServer:
             server_header=f"rt2_ros/{rt2_ros.__version__}",
         )
         log.info(
-            "serving %s on %s (auth %s, batch <= %d, wait <= %.1f ms)",
+            "serving %s on %s, %s protocol (auth %s, batch <= %d, wait <= %.1f ms)",
             self.policy.metadata.model_id,
             self.url,
+            self.protocol,
             "on" if self.service.auth_required else "OFF",
             self.batcher.max_batch_size,
             self.batcher.max_wait_s * 1e3,
@@ -211,7 +236,7 @@ class PolicyServer:
         if not self.service.check_key(request.headers.get("Authorization")):
             log.warning("refused %s: missing or wrong API key", peer)
             resp = connection.respond(http.HTTPStatus.UNAUTHORIZED, "missing or wrong API key\n")
-            resp.headers["WWW-Authenticate"] = 'Bearer realm="rt2_ros"'
+            resp.headers["WWW-Authenticate"] = 'Api-Key realm="rt2_ros"' if self.openpi else 'Bearer realm="rt2_ros"'
             return resp
         if self.service.clients >= self.max_clients:
             log.warning("refused %s: %d clients connected (max_clients)", peer, self.service.clients)
@@ -224,13 +249,13 @@ class PolicyServer:
         self.service.client_connected()
         log.info("client %s connected (%d now)", peer, self.service.clients)
         try:
+            if self.openpi is not None:
+                await self._serve_openpi(ws, self.openpi)
+                return
             await ws.send(self.service.metadata_bytes)
             while True:  # one request at a time per connection (the batcher relies on it)
-                try:
-                    message = await asyncio.wait_for(ws.recv(), self.idle_timeout_s)
-                except TimeoutError:
-                    log.warning("client %s sent nothing for %.0f s: closing (idle timeout)", peer, self.idle_timeout_s)
-                    await ws.close(1000, "idle timeout")
+                message = await self._recv_or_idle(ws)
+                if message is None:
                     break
                 reply, problem = await self.service.answer(message)
                 if problem:
@@ -246,6 +271,36 @@ class PolicyServer:
         finally:
             self.service.client_disconnected()
             log.info("client %s disconnected (%d now)", peer, self.service.clients)
+
+    async def _recv_or_idle(self, ws: ServerConnection) -> Any:
+        """The next frame, or None after closing an idle connection (code 1000)."""
+        try:
+            return await asyncio.wait_for(ws.recv(), self.idle_timeout_s)
+        except TimeoutError:
+            log.warning(
+                "client %s sent nothing for %.0f s: closing (idle timeout)", ws.remote_address, self.idle_timeout_s
+            )
+            await ws.close(1000, "idle timeout")
+            return None
+
+    async def _serve_openpi(self, ws: ServerConnection, openpi: OpenPIService) -> None:
+        """openpi's loop (``websocket_policy_server.py``): metadata, then one answer per
+        request; an error is a text frame and close 1011 (the client reconnects)."""
+        await ws.send(openpi.metadata_bytes)
+        prev_total_ms = None
+        while True:
+            message = await self._recv_or_idle(ws)
+            if message is None:
+                return
+            t0 = time.perf_counter()
+            reply, error = await openpi.answer(message, prev_total_ms)
+            if error is not None:
+                log.warning("client %s: %s; closing (1011)", ws.remote_address, error)
+                await ws.send(error)
+                await ws.close(1011, "Internal server error. Error included in previous frame.")
+                return
+            await ws.send(reply)
+            prev_total_ms = (time.perf_counter() - t0) * 1e3
 
 
 class BackgroundServer:

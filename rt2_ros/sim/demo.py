@@ -14,6 +14,14 @@ reset (``/rt2/reset`` -> ``/sim/reset``, a new randomised layout), instruction o
   (``rt2-ros make-test-model``, the default while no trained model is installed), run to
   the step limit under a tight envelope: the model path end to end, no success expected.
 
+* ``openpi`` - the expert behind ``rt2-ros serve --protocol openpi`` (a child process on
+  loopback), the node on ``policy.backend: openpi`` with the ``rt2_ros`` profile: the same
+  task through openpi's protocol (docs/openpi.md);
+* ``openpi_joint`` - a joint-velocity policy in DROID's layout behind the same server
+  (:mod:`rt2_ros.sim.joint_expert`: the expert's plan through the Panda's Jacobian), the
+  node on the ``droid`` profile: JointJog on ``/servo_node/delta_joint_cmds``, executed by
+  the Servo stand-in (needs control_msgs, from the ROS 2 tools kit).
+
 ``--chunk 8`` runs both with action chunks: 8 actions per inference (RT-2 text of 8 x 8
 integers), one executed per control period, the next chunk inferred while 2 remain.
 
@@ -74,7 +82,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--policies",
         default="scripted,vla",
-        help="comma-separated: scripted (the sim's expert), vla (a model on the local backend) (default both)",
+        help="comma-separated: scripted (the sim's expert), vla (a model on the local backend), openpi (the expert "
+        "through openpi's protocol), openpi_joint (a joint-velocity expert, DROID layout, JointJog) "
+        "(default scripted,vla)",
     )
     p.add_argument(
         "--model",
@@ -208,9 +218,19 @@ def _policy_overrides(policy: str, args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+#: Demo policies served by an ``rt2-ros serve --protocol openpi`` child: the served policy
+#: and the node's ``openpi`` profile.
+OPENPI_POLICIES = {
+    "openpi": ("rt2_ros.sim.served:make_expert", {"openpi.profile": "rt2_ros"}),
+    "openpi_joint": ("rt2_ros.sim.served:make_joint_expert", {"openpi.profile": "droid", "openpi.replan_steps": 1}),
+}
+
+
 def _policy_overrides_one(policy: str, args: argparse.Namespace) -> dict[str, Any]:
     if policy == "scripted":
         return {"policy.backend": SCRIPTED_EXPERT}
+    if policy in OPENPI_POLICIES:  # policy.server_url is filled in once the server listens
+        return {"policy.backend": "openpi", "policy.timeout_s": 5.0, **OPENPI_POLICIES[policy][1]}
     if policy == "vla":
         from rt2_ros.testing.make_model import INFO_FILE, policy_overrides
 
@@ -245,7 +265,33 @@ def _policy_overrides_one(policy: str, args: argparse.Namespace) -> dict[str, An
             "safety.max_angular_speed_radps": 0.1,
             "policy.num_threads": 1,
         }
-    raise ValueError(f"unknown policy {policy!r} (scripted | vla)")
+    raise ValueError(f"unknown policy {policy!r} (scripted | vla | openpi | openpi_joint)")
+
+
+def _start_openpi_server(policy: str, rt2_yaml: Path, sim_yaml: Path, env: dict[str, str], logs: Path):
+    """``rt2-ros serve --protocol openpi`` with the demo policy's served policy and the node's
+    configuration (rt2.yaml + sim.yaml's overrides); returns ``(process, url)``.
+
+    Raises:
+        RuntimeError: it did not start (its output is in the message).
+    """
+    import yaml
+
+    from rt2_ros.config import config_to_flat
+    from rt2_ros.sim.settings import load_sim_settings
+    from rt2_ros.testing.serve import start_server
+
+    cfg = load_sim_settings(sim_yaml).rt2_config(rt2_yaml)
+    nested: dict[str, dict[str, Any]] = {}
+    for k, v in config_to_flat(cfg).items():
+        sec, _, name = k.partition(".")
+        nested.setdefault(sec, {})[name] = v
+    logs.mkdir(parents=True, exist_ok=True)
+    served_cfg = logs / f"{policy}_server_rt2.yaml"
+    served_cfg.write_text(yaml.safe_dump(nested))
+    served = OPENPI_POLICIES[policy][0]
+    args = ["--policy", served, "--protocol", "openpi", "--config", str(served_cfg), "--no-warmup"]
+    return start_server(args, env=env, timeout_s=120.0)
 
 
 def _episodes(driver, policy: str, n: int, instructions: list[str], max_steps, args, node=None) -> tuple[list, bool]:
@@ -356,6 +402,25 @@ def run(args: argparse.Namespace) -> int:
         driver = DemoDriver(domain, record_dir=record_dir)
         driver.wait_ready(60.0, need_rt2_node=False)
         for policy in policies:
+            server = None
+            if policy in OPENPI_POLICIES:
+                if policy == "openpi_joint":
+                    from rt2_ros.ros.joint_jog import HAVE_JOINT_JOG
+
+                    if not HAVE_JOINT_JOG:
+                        print(
+                            "error: openpi_joint needs control_msgs (JointJog): build the ROS 2 tools kit",
+                            file=sys.stderr,
+                        )
+                        clean = False
+                        continue
+                try:
+                    server, url = _start_openpi_server(policy, rt2_yaml, sim_yaml, env, logs)
+                except RuntimeError as e:
+                    print(f"error: {e}", file=sys.stderr)
+                    clean = False
+                    continue
+                overrides[policy]["policy.server_url"] = url
             node = NodeProcess(
                 f"rt2_node ({policy})",
                 [
@@ -380,6 +445,12 @@ def run(args: argparse.Namespace) -> int:
                 clean = clean and ok
             finally:
                 node.stop()
+                if server is not None:
+                    server.terminate()
+                    try:
+                        server.wait(10)
+                    except subprocess.TimeoutExpired:
+                        server.kill()
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         clean = False

@@ -8,7 +8,10 @@ benchmarks/bench_sim.py; the demo and the end-to-end test go through DDS.
 Per Servo tick (``world.tick_s``): camera frame when due -> ``Controller.on_image``;
 end-effector pose -> ``Controller.on_ee_pose``; control step when due ->
 ``Controller.step`` (gripper command applied); ``Controller.servo_command`` ->
-``ServoStandin.on_twist`` stamped now -> one Servo iteration and physics.
+``ServoStandin.on_twist`` stamped now -> one Servo iteration and physics. Joint-space
+policies (``Controller.joint_mode``): the joint state goes to ``Controller.on_joint_state``
+each tick, and ``Controller.joint_command`` -> ``ServoStandin.on_joint_jog`` (Servo is
+switched to JOINT_JOG) instead of the twist.
 """
 
 from __future__ import annotations
@@ -16,8 +19,11 @@ from __future__ import annotations
 import time
 from typing import Any, Callable
 
+from scipy.spatial.transform import Rotation
+
 from rt2_ros.controller import Controller
 from rt2_ros.episode import EpisodeState
+from rt2_ros.servo_interface import CommandType
 from rt2_ros.sim.report import EpisodeRecord
 from rt2_ros.sim.world import SimWorld
 
@@ -50,6 +56,9 @@ def run_episode(
     layout = world.reset(seed)
     if world.servo.command_type is None:
         world.servo.start()
+    joint_mode = controller.joint_mode
+    world.servo.set_command_type(CommandType.JOINT_JOG if joint_mode else CommandType.TWIST)
+    names = list(cfg.servo.joint_names)
     wall0 = time.perf_counter()
     t = world.scene.time_s
     rec = EpisodeRecord(instruction=instruction, seed=layout["seed"], backend=cfg.policy.backend)
@@ -74,8 +83,12 @@ def run_episode(
                 rec.frames.append(img)
             else:
                 rec.frames[1:] = [img]
-        pos, _ = world.scene.ee_pose()
-        controller.on_ee_pose(pos, t)
+        pos, quat = world.scene.ee_pose()
+        if joint_mode or getattr(controller.policy, "uses_state", False):  # the policy reads the robot state
+            controller.on_ee_pose(pos, t, orientation=Rotation.from_quat(quat).as_matrix())
+            controller.on_joint_state(names, world.scene.joint_state()[0], t, t)
+        else:
+            controller.on_ee_pose(pos, t)
         rec.tcp_path.append(world.scene.tcp_position().tolist())
         due = controller.inference_due(t) if controller.chunked else t >= next_step
         if due:
@@ -93,7 +106,7 @@ def run_episode(
         cmd = controller.servo_command(t)
         for g in controller.drain_gripper_commands(t) if controller.chunked else ():  # chunks: per executed action
             world.set_gripper(g)
-        world.servo.on_twist(frame_id, cmd.twist.linear, cmd.twist.angular, t)
+        _command(world, controller, cmd, frame_id, names, t)
         world.servo_tick(t)
         if controller.state is EpisodeState.FINISHED:
             break
@@ -102,7 +115,7 @@ def run_episode(
             break
     for _ in range(int(settle_s / world.tick_s)):
         cmd = controller.servo_command(world.scene.time_s)
-        world.servo.on_twist(frame_id, cmd.twist.linear, cmd.twist.angular, world.scene.time_s)
+        _command(world, controller, cmd, frame_id, names, world.scene.time_s)
         world.servo_tick(world.scene.time_s)
     rec.frames.append(world.scene.render())
     ep = controller.episode
@@ -113,3 +126,12 @@ def run_episode(
     rec.final_blocks = {c: b["position"] for c, b in gt["blocks"].items()}
     rec.wall_s = time.perf_counter() - wall0
     return rec
+
+
+def _command(world: SimWorld, controller: Controller, cmd, frame_id: str, names: list[str], t: float) -> None:
+    """This tick's command to the Servo stand-in: the twist, or (joint mode) the JointJog."""
+    if controller.joint_mode:
+        jc = controller.joint_command(t)
+        world.servo.on_joint_jog(list(jc.names), jc.velocities, (), t)
+    else:
+        world.servo.on_twist(frame_id, cmd.twist.linear, cmd.twist.angular, t)

@@ -31,6 +31,16 @@ interface and follows its rules, read from moveit/moveit2 ``moveit_ros/moveit_se
   above it halts), joint velocity limits (uniform scaling), and joint position limits
   (a joint within ``joint_limit_margin`` of a bound and moving towards it halts every
   joint, ``halt_all_joints_in_cartesian_mode: true``; status JOINT_BOUND).
+* JointJog (``~/delta_joint_cmds``, command type JOINT_JOG = 0; ``processJointJogCommand``
+  in ``servo_node.cpp``, ``jointDeltaFromJointJog`` in ``utils/command.cpp``): names and
+  velocities must pair up, every name must be a joint of the group and every velocity
+  finite, else INVALID (status -1, the arm holds, the message is not processed again);
+  ``displacements`` are ignored (MoveIt warns once); joints not named get 0; delta =
+  velocity x ``publish_period`` (x ``scale.joint`` for ``unitless``); then the same
+  velocity-limit scaling, position-limit halting (``halt_all_joints_in_joint_mode:
+  true``) and staleness (``incoming_command_timeout``) as twists. Twists while JOINT_JOG
+  is selected (and JointJog while TWIST is) are dropped, as MoveIt drops commands of
+  another type.
 * No collision checking (status codes 4/5 are never produced).
 
 Status codes, command types and their per-generation numbering are shared with the
@@ -77,6 +87,9 @@ class ServoParams:
         singularity_step_scale: size of the probe step that finds the singular direction.
         joint_limit_margin_rad: margin to the position limits (``joint_limit_margins``).
         halt_all_joints_in_cartesian_mode: halt every joint when one hits its margin.
+        halt_all_joints_in_joint_mode: the same for JointJog commands.
+        scale_joint: ``scale.joint``, rad/s per unit of unitless JointJog input.
+        joint_names: the group's joints, in the arm model's order.
         override_velocity_scaling_factor: 0 = automatic joint-velocity scaling.
     """
 
@@ -94,6 +107,9 @@ class ServoParams:
     joint_limit_margin_rad: float = 0.1
     halt_all_joints_in_cartesian_mode: bool = True
     override_velocity_scaling_factor: float = 0.0
+    halt_all_joints_in_joint_mode: bool = True
+    scale_joint: float = 0.5
+    joint_names: tuple[str, ...] = tuple(f"panda_joint{i}" for i in range(1, 8))
 
     def __post_init__(self) -> None:
         if not self.publish_period_s > 0:
@@ -155,6 +171,13 @@ class _Twist:
     stamp_s: float
 
 
+@dataclasses.dataclass
+class _JointJog:
+    names: tuple[str, ...]
+    velocities: np.ndarray  # rad/s
+    stamp_s: float
+
+
 class ServoStandin:
     """MoveIt Servo's twist loop over an :class:`ArmModel`. Not thread-safe: the caller
     serialises :meth:`on_twist` / :meth:`update` / service calls (the sim node does, with a lock).
@@ -174,6 +197,9 @@ class ServoStandin:
         self.status = StatusCode.NO_WARNING
         self._latest: _Twist | None = None
         self._new_twist = False
+        self._latest_jog: _JointJog | None = None
+        self._new_jog = False
+        self._displacement_warned = False
         self._last_cmd_q: np.ndarray | None = None
         self._last_cmd_qd = np.zeros(7)
         self.dropped_untyped = 0  # twists dropped because no command type was set
@@ -184,8 +210,8 @@ class ServoStandin:
     def set_command_type(self, command_type: int) -> bool:
         """``~/switch_command_type``: accept 0..2 (JOINT_JOG, TWIST, POSE); returns whether
         the servo now expects that type (False for unknown values; the type is unchanged).
-        This stand-in executes TWIST only; JOINT_JOG and POSE are accepted and then ignore
-        twists, as MoveIt does."""
+        This stand-in executes TWIST and JOINT_JOG; POSE is accepted and then ignores
+        both, as MoveIt ignores commands of another type."""
         try:
             self.command_type = CommandType(int(command_type))
         except ValueError:
@@ -216,6 +242,7 @@ class ServoStandin:
     def reset(self) -> None:
         """Forget the held command (after the simulation teleported the arm home)."""
         self._latest, self._new_twist = None, False
+        self._latest_jog, self._new_jog = None, False
         self._last_cmd_q = self.arm.joint_state()[0].copy()
         self._last_cmd_qd = np.zeros(7)
         self.status = StatusCode.NO_WARNING
@@ -235,6 +262,24 @@ class ServoStandin:
         self._latest = _Twist(str(frame_id), v, float(stamp_s))
         self._new_twist = True
 
+    def on_joint_jog(self, names, velocities, displacements, stamp_s: float) -> None:
+        """Store a ``~/delta_joint_cmds`` message (``control_msgs/JointJog``; validated when
+        processed, as MoveIt does).
+
+        Args:
+            names: ``joint_names``.
+            velocities: ``velocities``, rad/s (speed_units).
+            displacements: ``displacements`` (ignored, as MoveIt ignores them).
+            stamp_s: ``header.stamp`` in seconds on the node clock.
+        """
+        if len(displacements) and not self._displacement_warned:
+            self._displacement_warned = True
+            log.warning("Joint jog command displacements field is not yet supported, ignoring.")
+        self._latest_jog = _JointJog(
+            tuple(str(n) for n in names), np.asarray(velocities, dtype=np.float64), float(stamp_s)
+        )
+        self._new_jog = True
+
     # -- the loop -------------------------------------------------------------------------------------
     def update(self, now_s: float) -> ServoOutput | None:
         """One loop iteration at time ``now_s`` (node clock, s). Returns None while paused
@@ -242,10 +287,14 @@ class ServoStandin:
         if self.paused:
             return None
         out: ServoOutput | None = None
-        if self.command_type is CommandType.TWIST and self._new_twist:
+        if self.command_type is CommandType.JOINT_JOG and self._new_jog:
+            self._new_twist = False  # commands of another type are rejected
+            out = self._process_joint_jog(now_s)
+        elif self.command_type is CommandType.TWIST and self._new_twist:
+            self._new_jog = False
             out = self._process_twist(now_s)
-        elif self._new_twist:
-            self._new_twist = False
+        elif self._new_twist or self._new_jog:
+            self._new_twist = self._new_jog = False
             self.dropped_untyped += 1
             if self.dropped_untyped in (1, 10) or self.dropped_untyped % 100 == 0:
                 log.warning(
@@ -270,13 +319,71 @@ class ServoStandin:
         pos, vel = target
         return ServoOutput(pos, vel, self.status, STATUS_MESSAGE[self.status])
 
-    def _halt(self) -> ServoOutput:
+    def _process_joint_jog(self, now_s: float) -> ServoOutput:
+        cmd = self._latest_jog
+        assert cmd is not None
+        if now_s - cmd.stamp_s >= self.params.incoming_command_timeout_s:
+            return self._halt(jog=True)
+        q, _ = self.arm.joint_state()
+        target = self._next_joint_state_jog(q, cmd)
+        if target is None:
+            self.rejected += 1
+            self._new_jog = False  # an INVALID message is not processed again
+            return ServoOutput(None, None, self.status, STATUS_MESSAGE[self.status])
+        pos, vel = target
+        return ServoOutput(pos, vel, self.status, STATUS_MESSAGE[self.status])
+
+    def _next_joint_state_jog(self, q: np.ndarray, cmd: _JointJog) -> tuple[np.ndarray, np.ndarray] | None:
+        """``jointDeltaFromJointJog`` then ``getNextJointState``'s limits (joint mode)."""
+        p = self.params
+        self.status = StatusCode.NO_WARNING
+        names = list(p.joint_names)
+        vel = np.zeros(len(names))
+        if cmd.velocities.shape != (len(cmd.names),):
+            self.status = StatusCode.INVALID
+            self.last_error = f"{len(cmd.names)} joint names with {cmd.velocities.size} velocities"
+            log.warning("Invalid joint jog command: %s", self.last_error)
+            return None
+        for n, v in zip(cmd.names, cmd.velocities):
+            if n not in names:
+                self.status = StatusCode.INVALID
+                self.last_error = f"invalid joint name {n!r}"
+                log.warning("Invalid joint name: %s", n)
+                return None
+            vel[names.index(n)] = v
+        if not np.all(np.isfinite(vel)):
+            self.status = StatusCode.INVALID
+            self.last_error = "non-finite joint velocity"
+            log.warning("Invalid velocity values in joint jog command")
+            return None
+        delta = vel * p.publish_period_s
+        if p.command_in_type == "unitless":
+            delta = delta * p.scale_joint
+        vel = delta / p.publish_period_s
+        vel = vel * self._velocity_limit_scale(vel)
+        pos = q + vel * p.publish_period_s
+        vel = (pos - q) / p.publish_period_s
+        halt = self._joints_to_halt(pos, vel)
+        if halt:
+            self.status = StatusCode.JOINT_BOUND
+            log.debug("Joint position limit reached on joints: %s", " ".join(names[i] for i in halt))
+            if p.halt_all_joints_in_joint_mode:
+                pos, vel = q.copy(), np.zeros(len(names))
+            else:
+                pos, vel = pos.copy(), vel.copy()
+                pos[halt], vel[halt] = q[halt], 0.0
+        return pos, vel
+
+    def _halt(self, jog: bool = False) -> ServoOutput:
         """Stale command: hold the last commanded positions with zero velocity; once
-        stopped, stop processing the old twist (``smoothHalt`` without a smoothing plugin)."""
+        stopped, stop processing the old command (``smoothHalt`` without a smoothing plugin)."""
         if self._last_cmd_q is None:
             self._last_cmd_q = self.arm.joint_state()[0].copy()
         stopped = bool(np.all(np.abs(self._last_cmd_qd) < 1e-3))
-        self._new_twist = not stopped
+        if jog:
+            self._new_jog = not stopped
+        else:
+            self._new_twist = not stopped
         return ServoOutput(self._last_cmd_q.copy(), np.zeros(7), self.status, STATUS_MESSAGE[self.status], halting=True)
 
     def _to_planning_frame(self, cmd: _Twist) -> np.ndarray | None:

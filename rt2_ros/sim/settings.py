@@ -107,6 +107,7 @@ class ServoScaleParams(_Params):
 
     linear: float = Field(0.4, description="scale of unitless linear input [m/s]")
     rotational: float = Field(0.8, description="scale of unitless angular input [rad/s]")
+    joint: float = Field(0.5, description="scale of unitless JointJog input [rad/s]")
 
 
 class ServoNodeParams(_Params):
@@ -133,7 +134,13 @@ class ServoNodeParams(_Params):
     )
     joint_limit_margin: float = Field(0.1, ge=0, description="margin to the joint position limits [rad]")
     halt_all_joints_in_cartesian_mode: bool = Field(True, description="halt every joint when one reaches its margin")
+    halt_all_joints_in_joint_mode: bool = Field(
+        True, description="JointJog: halt every joint when one reaches its margin"
+    )
     cartesian_command_in_topic: str = Field("~/delta_twist_cmds", description="geometry_msgs/TwistStamped in")
+    joint_command_in_topic: str = Field(
+        "~/delta_joint_cmds", description="control_msgs/JointJog in (when control_msgs is importable)"
+    )
     status_topic: str = Field("~/status", description="Servo status out")
 
 

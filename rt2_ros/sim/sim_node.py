@@ -24,7 +24,8 @@ One process, two nodes:
   ``allow_stalling``; a newer goal aborts the older one.
 
 * ``servo_node`` with MoveIt Servo's interface (:mod:`rt2_ros.sim.servo_standin`):
-  ``~/delta_twist_cmds`` ``geometry_msgs/TwistStamped`` (SystemDefaults QoS), ``~/status``,
+  ``~/delta_twist_cmds`` ``geometry_msgs/TwistStamped`` (SystemDefaults QoS),
+  ``~/delta_joint_cmds`` ``control_msgs/JointJog`` (when control_msgs is importable), ``~/status``,
   and the services of the chosen generation (``servo.distro``):
 
   ======  ==================================================================================
@@ -74,9 +75,10 @@ from std_srvs.srv import SetBool, Trigger
 
 from rt2_ros.ros.entry import NodeSet, run_nodes
 from rt2_ros.ros.gripper import HAVE_GRIPPER_ACTION, GripperCommand
+from rt2_ros.ros.joint_jog import HAVE_JOINT_JOG, JointJog
 from rt2_ros.ros.params import declare_model_parameters, flat_defaults
 from rt2_ros.ros.servo_client import HAVE_MOVEIT_MSGS, ServoCommandType, ServoStatus
-from rt2_ros.servo_interface import StatusCode, resolve_distro, status_to_wire
+from rt2_ros.servo_interface import CommandType, StatusCode, resolve_distro, status_to_wire
 from rt2_ros.sim.scene import _FINGER_MAX_M, ARM_JOINTS, FINGER_JOINTS, SceneConfig
 from rt2_ros.sim.servo_standin import ServoParams
 from rt2_ros.sim.settings import SERVO_PARAM_PREFIX, ServoNodeParams, SimNodeParams
@@ -178,6 +180,8 @@ class ServoNode(Node):
             leaving_singularity_threshold_multiplier=p.leaving_singularity_threshold_multiplier,
             joint_limit_margin_rad=p.joint_limit_margin,
             halt_all_joints_in_cartesian_mode=p.halt_all_joints_in_cartesian_mode,
+            halt_all_joints_in_joint_mode=p.halt_all_joints_in_joint_mode,
+            scale_joint=p.scale.joint,
         )
 
 
@@ -211,6 +215,10 @@ class SimRunner:
         s = servo
         qos = qos_profile_system_default
         s.create_subscription(TwistStamped, servo.params.cartesian_command_in_topic, self._on_twist, qos)
+        if HAVE_JOINT_JOG:
+            s.create_subscription(JointJog, servo.params.joint_command_in_topic, self._on_joint_jog, qos)
+        else:
+            self.log.info("control_msgs is not importable: no ~/delta_joint_cmds (JointJog) input")
         use_servo_status = distro == "jazzy" and HAVE_MOVEIT_MSGS
         self._status_type = ServoStatus if use_servo_status else Int8
         self.status_pub = s.create_publisher(self._status_type, servo.params.status_topic, qos)
@@ -292,7 +300,19 @@ class SimRunner:
         self._last_twist_stamp_s = stamp
         t, a = msg.twist.linear, msg.twist.angular
         with self._lock:
+            if self.distro == "humble" and self.world.servo.command_type is not None:
+                self.world.servo.command_type = CommandType.TWIST
             self.world.servo.on_twist(frame, [t.x, t.y, t.z], [a.x, a.y, a.z], stamp)
+
+    def _on_joint_jog(self, msg) -> None:
+        """``~/delta_joint_cmds`` (control_msgs/JointJog). Humble's Servo takes joint and
+        twist commands alike once started (the newest kind wins); Jazzy's only the selected type."""
+        stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+        with self._lock:
+            servo = self.world.servo
+            if self.distro == "humble" and servo.command_type is not None:
+                servo.command_type = CommandType.JOINT_JOG
+            servo.on_joint_jog(list(msg.joint_names), list(msg.velocities), list(msg.displacements), stamp)
 
     def _on_gripper(self, msg: Float64) -> None:
         x = msg.data

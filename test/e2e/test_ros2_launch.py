@@ -252,3 +252,23 @@ def test_bringup_launch_ends_non_zero_when_rt2_node_dies(ros2, tmp_path):
     text = launch.output()
     assert code != 0 and "max_steps" in text and "rt2_node exited with code 2" in text, text[-3000:]
     assert launch.orphans() == []
+
+
+def test_bringup_launch_takes_the_openpi_backend_and_profile(ros2, tmp_path):
+    # docs/openpi.md's command; the node connects on its first step, so no server is needed to start.
+    bringup = ros2.launch(
+        "rt2_ros",
+        "bringup.launch.py",
+        "backend:=openpi",
+        "server_url:=ws://127.0.0.1:9",
+        "openpi_profile:=droid",
+        "rviz:=false",
+        name="bringup_openpi",
+    )
+    assert bringup.wait_for("ready: send an instruction", 90.0), bringup.output()[-3000:]
+    dump = yaml.safe_load(ros2.run_retry("param", "dump", "/rt2_node").stdout)
+    params = dump["/rt2_node"]["ros__parameters"]
+    assert params["policy"]["backend"] == "openpi" and params["policy"]["server_url"] == "ws://127.0.0.1:9"
+    assert params["openpi"]["profile"] == "droid"
+    assert "JointJog on /servo_node/delta_joint_cmds" in bringup.output()  # the droid profile is joint-space
+    assert bringup.stop() == 0, bringup.output()[-3000:]

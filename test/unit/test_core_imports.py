@@ -19,6 +19,7 @@ CORE = [
     "rt2_ros.overlay",
     "rt2_ros.frames",
     "rt2_ros.images",
+    "rt2_ros.joint_space",
     "rt2_ros.factory",
     "rt2_ros.cli",
     "rt2_ros.policies.base",
@@ -29,6 +30,10 @@ CORE = [
 REMOTE = [
     "rt2_ros.remote.client",
     "rt2_ros.remote.protocol",
+    "rt2_ros.remote.openpi_wire",
+    "rt2_ros.remote.openpi_profile",
+    "rt2_ros.remote.openpi_client",
+    "rt2_ros.serving.openpi_service",
     "rt2_ros.serving.cli",
     "rt2_ros.serving.batching",
 ]
