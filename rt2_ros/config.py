@@ -35,6 +35,7 @@ __all__ = [
     "TopicsConfig",
     "ServoConfig",
     "ResetConfig",
+    "OpenPIConfig",
 ]
 
 #: In a model directory written by ``rt2-ros train``: the ``action`` section and

@@ -58,6 +58,7 @@ class JointServoCommand:
 
     @property
     def is_zero(self) -> bool:
+        """True when every joint velocity is exactly 0 rad/s (a stand-still command)."""
         return not np.any(self.velocities)
 
 

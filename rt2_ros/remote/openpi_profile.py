@@ -58,7 +58,9 @@ __all__ = [
 #: State layouts: LIBERO's (eef pos 3 + axis-angle 3 + finger qpos 2 in one array) and
 #: DROID's (joint positions 7 and gripper position 1 under two keys); ``none`` sends none.
 EE_STATE = "eef_pos_axisangle_gripper_qpos"
+#: DROID's state layout: ``observation/joint_position`` (7) and ``observation/gripper_position`` (1).
 JOINT_STATE = "joint_position_gripper_position"
+#: Every valid ``Profile.state_layout``: :data:`EE_STATE`, :data:`JOINT_STATE`, or ``"none"``.
 STATE_LAYOUTS = (EE_STATE, JOINT_STATE, "none")
 
 #: Franka Hand finger joint travel: each finger opens 0.04 m (robosuite's Panda gripper
@@ -164,6 +166,7 @@ class Profile:
         return self.action_dim - 1
 
     def to_dict(self) -> dict[str, Any]:
+        """Every field as a plain dict (what the node logs and checks against server metadata)."""
         return dataclasses.asdict(self)
 
     # -- answer -> actions ---------------------------------------------------------------

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-__all__ = ["HAVE_JOINT_JOG", "JointJog", "joint_jog_msg"]
+__all__ = ["HAVE_JOINT_JOG", "joint_jog_msg"]  # JointJog itself is control_msgs' class, re-exported
 
 try:
     from control_msgs.msg import JointJog  # type: ignore
