@@ -323,3 +323,25 @@ def test_efficientnet_lite0_imagenet_weights_are_imagenet():
         assert int(net(t).argmax()) == 652
         noise = torch.from_numpy(np.random.default_rng(0).normal(0, 1, (1, 3, 224, 224)).astype(np.float32))
         assert int(net(noise).argmax()) != 652
+
+
+def test_predict_cli_runs_an_rt1_directory_with_its_own_codec(rt1_dir, tmp_path, capsys):
+    from PIL import Image
+
+    from rt2_ros.cli import main
+
+    Image.fromarray(img(5, 64)).save(tmp_path / "f.png")
+    rc = main(
+        [
+            "predict",
+            "--model",
+            str(rt1_dir),
+            "--image",
+            str(tmp_path / "f.png"),
+            "--instruction",
+            "move to the red block",
+        ]
+    )
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0 and out["model_type"] == "rt1" and len(out["generated_token_ids"]) == 8
+    assert out["action"]["vector_units"][0] == "m"
