@@ -114,7 +114,7 @@ def install_model(
         f"- command: `{command}` (from a clean clone; {script})",
         f"- data seeds (layouts): {data_seeds}; evaluation layouts use seeds below 100000",
         f"- optimizer steps: {metrics.get('global_step')}",
-        *[f"- {k}: {v}" for k, v in metrics.get("card", {}).items()],
+        *([] if card else [f"- {k}: {v}" for k, v in metrics.get("card", {}).items()]),
     ]
     if train_seconds is not None:
         lines.append(f"- wall time of the whole recipe: {train_seconds:.0f} s")
