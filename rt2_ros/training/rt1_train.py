@@ -96,7 +96,7 @@ def _load_lerobot(root: Path, size: int, codec: Any) -> tuple[np.ndarray, np.nda
     frames = frames.sort_values(["episode_index", "frame_index"])
     imgs = np.stack([np.asarray(Image.open(io.BytesIO(v["bytes"])).convert("RGB")) for v in frames[cam]])
     actions = np.stack(frames["action"].to_numpy()).astype(np.float64)
-    bins_ = codec.values_to_bins(actions)
+    bins_ = np.stack([codec.values_to_bins(a) for a in actions]) if len(actions) else np.zeros((0, 7), np.int64)
     term = frames["terminate"].to_numpy().astype(bool)
     t_field = np.where(term, codec.terminate_token, codec.continue_token)
     tokens = np.concatenate([t_field[:, None], np.asarray(bins_).reshape(len(actions), -1)], axis=1)
