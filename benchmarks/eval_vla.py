@@ -157,6 +157,29 @@ def run_inprocess(args, family: str, instructions: list[str], out: Path) -> list
     return rows
 
 
+def run_expert(args, family: str, instructions: list[str]) -> list[dict]:
+    """The scripted expert on the same layouts and instructions, in process (simulated time;
+    the same physics and Servo stand-in as the stack), for the comparison the README quotes."""
+    from rt2_ros.controller import Controller
+    from rt2_ros.sim.expert import ScriptedExpertPolicy
+    from rt2_ros.sim.inprocess import run_episode
+    from rt2_ros.sim.scene import SceneConfig
+    from rt2_ros.sim.settings import load_sim_settings
+    from rt2_ros.sim.world import SimWorld
+
+    cfg = load_sim_settings().rt2_config()
+    world = SimWorld(SceneConfig(colors=tuple(args.scene_colors)), seed=args.first_seed)
+    rows = []
+    try:
+        for k, ins in enumerate(instructions):
+            seed = args.seeds[k] if args.seeds else args.first_seed + k
+            pol = ScriptedExpertPolicy.from_config(cfg, ground_truth=world.ground_truth)
+            rows.append(run_episode(world, Controller(cfg, pol), ins, seed=seed, keep_frames=False).summary())
+    finally:
+        world.close()
+    return rows
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", required=True, help="trained model directory (rt2-ros train output)")
@@ -171,6 +194,7 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1, help="inprocess: torch threads")
     p.add_argument("--seeds", nargs="+", type=int, default=None, help="inprocess: these layout seeds instead")
     p.add_argument("--pictures", action="store_true", help="inprocess: the demo's report and pictures per family")
+    p.add_argument("--expert", action="store_true", help="also the scripted expert on the same layouts (in process)")
     p.add_argument("--out", default="out/eval", help="output directory")
     args = p.parse_args(argv)
     out = Path(args.out)
@@ -191,6 +215,10 @@ def main(argv=None) -> int:
         rows = run(args, family, ins, out / family)
         result["families"][family] = {**summarise(rows), "rows": rows}
         s = result["families"][family]
+        if args.expert:
+            ex = summarise(run_expert(args, family, ins))
+            s["expert"] = {k: ex[k] for k in ("episodes", "successes", "success_rate", "ci95")}
+            print(f"{family}: scripted expert on the same layouts {ex['successes']}/{ex['episodes']}", flush=True)
         print(
             f"{family}: {s['successes']}/{s['episodes']} = {s['success_rate']} (95% CI {s['ci95']}), "
             f"{s['successes_ended_by_terminate']} of the successes by terminate; {s['reasons']}",

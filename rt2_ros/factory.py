@@ -47,7 +47,8 @@ def load_callable(spec: str) -> Any:
 def make_policy(cfg: RT2Config, **kwargs: Any) -> Policy:
     """The policy backend named by ``policy.backend``.
 
-    * ``local``: the transformers backend on ``policy.model_path``; with ``policy.process:
+    * ``local``: the transformers backend on ``policy.model_path`` (an ``rt1`` directory,
+      ``config.json`` ``model_type: rt1``: :class:`rt2_ros.policies.rt1.policy.RT1Policy`); with ``policy.process:
       child`` (the default) in a supervised ``rt2-ros serve`` child process over a Unix
       socket (:class:`rt2_ros.remote.child.ChildPolicy`: this process imports no torch),
       with ``in_process`` in this process (imports torch).
@@ -72,6 +73,12 @@ def make_policy(cfg: RT2Config, **kwargs: Any) -> Policy:
         from rt2_ros.remote.child import ChildPolicy
 
         return ChildPolicy(cfg, **kwargs)
+    if backend == "local" and p.model_path:
+        from rt2_ros.policies.rt1.policy import RT1Policy, is_rt1_dir
+
+        if is_rt1_dir(p.model_path):  # config.json model_type rt1: the RT-1 backend
+            rt1_args: dict[str, Any] = {"num_threads": p.num_threads, "device": p.device, **kwargs}
+            return RT1Policy.from_pretrained(rt1_args.pop("model_path", p.model_path), make_codec(a), **rt1_args)
     if backend == "local":
         from rt2_ros.policies.transformers_policy import TransformersPolicy
 

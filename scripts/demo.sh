@@ -2,8 +2,9 @@
 # README command 1 (`make demo`): from a fresh clone to a closed loop with pictures.
 #   1. venv with the pinned ROS 2 Jazzy wheels + Python deps, colcon build (scripts/bootstrap.sh);
 #   2. rt2-ros demo: the simulated Panda + MoveIt Servo stand-in, the rt2 node, N episodes
-#      with the scripted expert and then with the VLA (models/rt2_sim_mini when `make train`
-#      installed one, else the tiny random-weight test model, built offline in out/models/tiny),
+#      with the scripted expert and then with the learned policy (models/rt1_sim, RT-1, shipped;
+#      else models/rt2_sim_mini when `make train-vlm` installed one, else the tiny random-weight
+#      test model, built offline in out/models/tiny),
 #      over real ROS 2 DDS; prints the per-episode table with the success rates and writes
 #      out/demo/{report.md,contact_sheet.png,trajectories.png}.
 # RT2_DEMO_MODEL=DIR runs another model as the vla policy (an rt2-ros train output, or a
@@ -16,7 +17,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$ROOT/scripts/bootstrap.sh"
 cd "$ROOT"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
-MODEL="${RT2_DEMO_MODEL:-models/rt2_sim_mini}"
+MODEL="${RT2_DEMO_MODEL:-models/rt1_sim}"   # the shipped RT-1 (make train reproduces it)
+if [ ! -f "$MODEL/config.json" ] && [ -z "${RT2_DEMO_MODEL:-}" ]; then MODEL=models/rt2_sim_mini; fi
 if [ ! -f "$MODEL/config.json" ] && [ -z "${RT2_DEMO_MODEL:-}" ]; then
   MODEL=out/models/tiny  # no trained model installed (make train): the random-weight test model
   if [ ! -f "$MODEL/rt2_ros_test_model.json" ]; then

@@ -55,6 +55,44 @@ def _fail(msg: str) -> int:
     return 1
 
 
+def _print_rt1(policy: Any, args: Any, image: Any, load_ms: float, model_dir: str) -> int:
+    """``rt2-ros predict`` of an rt1 directory: one step of a fresh history (JSON)."""
+    t1 = time.perf_counter()
+    try:
+        result = policy.infer(image, args.instruction)
+    except ValueError as e:
+        return _fail(str(e))
+    total_ms = (time.perf_counter() - t1) * 1e3
+    meta = policy.metadata
+    out: dict[str, Any] = {
+        "model": model_dir,
+        "model_type": "rt1",
+        "action_format": meta.action_format,
+        "history": meta.extra.get("history"),
+        "instruction": args.instruction,
+        "image": {"path": str(args.image), "height": int(image.shape[0]), "width": int(image.shape[1])},
+        "generated_token_ids": list(result.token_ids),
+        "action_text": result.text,
+        "action": None,
+        "error": result.error,
+        "timings_ms": {
+            "load_and_warmup": load_ms,
+            **{k: float(v) for k, v in result.timings_ms.items()},
+            "total": total_ms,
+        },
+    }
+    if result.action is not None:
+        a = result.action
+        out["action"] = {
+            **a.to_dict(),
+            "vector": [float(v) for v in a.vector],
+            "vector_units": ["m", "m", "m", "rad", "rad", "rad", "gripper"],
+        }
+    print(json.dumps(out, indent=2))
+    policy.close()
+    return 0 if result.action is not None else _fail(f"the model output is not an action: {result.error}")
+
+
 def _read_image(path: str) -> Any:
     import numpy as np
     from PIL import Image
@@ -91,6 +129,11 @@ def run(args: argparse.Namespace) -> int:
         overrides["action.openvla_vocab_size"] = int(text_cfg["vocab_size"]) - int(raw_cfg["pad_to_multiple_of"])
     try:
         cfg = load_config(args.config, overrides=overrides)
+        rt1 = raw_cfg.get("model_type") == "rt1"
+        if rt1:  # RT-1 answers in RT-2 tokens with the codec of its rt2_ros_policy.yaml
+            from rt2_ros.config import with_model_settings
+
+            cfg, _ = with_model_settings(load_config(args.config, overrides={**overrides, "action.format": "rt2"}))
     except ConfigError as e:
         return _fail(str(e))
     try:
@@ -110,9 +153,11 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     try:
         policy = make_policy(cfg)
-    except (ModelLoadError, ValueError) as e:
+    except (ModelLoadError, PolicyError, ValueError) as e:
         return _fail(f"{e}\n(check --model, --format, --unnorm-key, --device, --dtype)")
     load_ms = (time.perf_counter() - t0) * 1e3
+    if rt1:
+        return _print_rt1(policy, args, image, load_ms, str(model_dir))
     try:
         prompt = build_prompt(cfg.policy.prompt, args.instruction)
         inputs, _ = policy._prepare([Observation(image=image, instruction=args.instruction)])  # the exact ids

@@ -54,13 +54,17 @@ __all__ = ["add_arguments", "run", "DEFAULT_INSTRUCTIONS", "default_vla_model", 
 
 
 def default_vla_model() -> Path:
-    """Where ``make train`` installs its model (``RT2_TRAIN_INSTALL=1``; the card is its
-    README.md): ``models/rt2_sim_mini`` of the source tree, or of the installed share
-    directory. The directory may not exist (no model is shipped yet)."""
+    """The demo's learned policy: ``models/rt1_sim`` (RT-1, shipped; ``make train`` reproduces
+    it), else ``models/rt2_sim_mini`` (``make train-vlm`` with ``RT2_TRAIN_INSTALL=1``), of the
+    source tree or of the installed share directory. The directory may not exist."""
     from rt2_ros.config import default_config_path
 
-    here = Path(__file__).resolve().parents[2] / "models" / "rt2_sim_mini"
-    return here if here.is_dir() else default_config_path().parents[1] / "models" / "rt2_sim_mini"
+    roots = [Path(__file__).resolve().parents[2] / "models", default_config_path().parents[1] / "models"]
+    for name in ("rt1_sim", "rt2_sim_mini"):
+        for root in roots:
+            if (root / name).is_dir():
+                return root / name
+    return roots[0] / "rt2_sim_mini"
 
 
 #: Instructions the demo cycles through (the blocks are red, green and blue).

@@ -35,6 +35,7 @@ SHIPPED_FILES = (
     "dataset_statistics.json",
     "rt2_ros_policy.yaml",
     "training_metrics.json",
+    "training_summary.json",
 )
 
 
@@ -53,13 +54,19 @@ def _eval_lines(eval_json: Path) -> list[str]:
         f"Measured with `benchmarks/eval_vla.py --mode {data.get('mode')}` ({data.get('machine')}; "
         f"load {data.get('load_before')} before, {data.get('load_after')} after; {data.get('wall_s')} s):",
         "",
-        "| family | success | 95% CI (Wilson) | successes ended by the model's terminate | ends |",
-        "|---|---|---|---|---|",
+        "| family | success | 95% CI (Wilson) | successes ended by the model's terminate | ends | latency p50/p99 ms "
+        "| scripted expert, same layouts |",
+        "|---|---|---|---|---|---|---|",
     ]
     for fam, s in data.get("families", {}).items():
+        lat = s.get("latency_ms") or {}
+        ex = s.get("expert")
         lines.append(
             f"| {fam} | {s['successes']}/{s['episodes']} | {s['ci95'][0]:.2f}-{s['ci95'][1]:.2f} | "
-            f"{s['successes_ended_by_terminate']}/{s['successes']} | {s['reasons']} |"
+            f"{s['successes_ended_by_terminate']}/{s['successes']} | {s['reasons']} | "
+            f"{lat.get('p50', '-')}/{lat.get('p99', '-')} | "
+            + (f"{ex['successes']}/{ex['episodes']}" if ex else "-")
+            + " |"
         )
     return lines
 
@@ -72,6 +79,8 @@ def install_model(
     train_seconds: float | None = None,
     eval_json: str | Path | None = None,
     max_bytes: int = 25 * 1024 * 1024,
+    script: str = "scripts/train_demo_vla.sh",
+    eval_jsons: Sequence[str | Path] = (),
 ) -> Path:
     """Copy the shipped files of ``src`` into ``dst`` (replacing it) and write the card.
 
@@ -102,14 +111,18 @@ def install_model(
         "",
         "## How this checkpoint was made",
         "",
-        f"- command: `{command}` (from a clean clone; scripts/train_demo_vla.sh)",
+        f"- command: `{command}` (from a clean clone; {script})",
         f"- data seeds (layouts): {data_seeds}; evaluation layouts use seeds below 100000",
         f"- optimizer steps: {metrics.get('global_step')}",
+        *([] if card else [f"- {k}: {v}" for k, v in metrics.get("card", {}).items()]),
     ]
     if train_seconds is not None:
         lines.append(f"- wall time of the whole recipe: {train_seconds:.0f} s")
-    if eval_json:
-        lines += ["", "## Success in the simulated loop", "", *_eval_lines(Path(eval_json))]
+    evals = [Path(e) for e in ([eval_json] if eval_json else []) + list(eval_jsons)]
+    if evals:
+        lines += ["", "## Success in the simulated loop"]
+        for e in evals:
+            lines += ["", *_eval_lines(e)]
     lines += ["", "## Files (sha256)", ""]
     lines += [f"- `{f.name}`: {sha256_of(dst / f.name)}" for f in files]
     (dst / "README.md").write_text("\n".join(lines) + "\n")
@@ -124,10 +137,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--command", required=True, help="the command that made it")
     p.add_argument("--data-seeds", required=True, help="the layout seeds of its data, in words")
     p.add_argument("--train-seconds", type=float, default=None, help="wall time of the recipe, s")
-    p.add_argument("--eval-json", default=None, help="benchmarks/eval_vla.py output to quote")
+    p.add_argument("--eval-json", action="append", default=[], help="benchmarks/eval_vla.py output to quote (repeat)")
+    p.add_argument("--script", default="scripts/train_demo_vla.sh", help="the script behind --command")
     a = p.parse_args(argv)
     try:
-        out = install_model(a.src, a.dst, a.command, a.data_seeds, a.train_seconds, a.eval_json)
+        out = install_model(
+            a.src, a.dst, a.command, a.data_seeds, a.train_seconds, None, script=a.script, eval_jsons=a.eval_json
+        )
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -740,8 +740,19 @@ def _write_policy_files(out, opts, cfg, action_cfg, targets, meta, metrics, trai
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Arguments of ``rt2-ros train``."""
     d = TrainOptions("", "", "")
-    p.add_argument("--dataset", required=True, help="dataset directory (rt2-ros dataset build)")
-    p.add_argument("--base", required=True, help="base model directory (from_pretrained; offline)")
+    p.add_argument(
+        "--arch",
+        choices=["vlm", "rt1"],
+        default="vlm",
+        help="vlm: fine-tune a vision-language model (--base); rt1: train RT-1 (rt2_ros.policies.rt1)",
+    )
+    p.add_argument(
+        "--dataset",
+        required=True,
+        nargs="+",
+        help="dataset directory (rt2-ros dataset build); rt1 also takes several, and record_frames .npz files",
+    )
+    p.add_argument("--base", default=None, help="vlm: base model directory (from_pretrained; offline)")
     p.add_argument("--out", required=True, help="output directory (model, checkpoints, logs)")
     p.add_argument("--config", default=None, help="rt2 parameters file: action section and policy.prompt")
     p.add_argument("--camera", default=None, help="image feature, e.g. observation.images.camera (default: first)")
@@ -775,11 +786,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--report-to", default=d.report_to, help="tensorboard (default) | none | wandb ...")
     p.add_argument("--cpu", action="store_true", help="train on the CPU even when CUDA is available")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    from rt2_ros.training.rt1_train import add_arguments as add_rt1_arguments
+
+    add_rt1_arguments(p.add_argument_group("--arch rt1"))
 
 
 def run(args: argparse.Namespace) -> int:
     """``rt2-ros train``: print the final metrics as JSON."""
     from rt2_ros.config import ConfigError
+
+    if args.arch == "rt1":
+        from rt2_ros.training import rt1_train
+
+        return rt1_train.run(args)
+    if not args.base:
+        print("error: --base is required with --arch vlm", file=sys.stderr)
+        return 2
+    if len(args.dataset) != 1:
+        print("error: --arch vlm trains on one dataset directory", file=sys.stderr)
+        return 2
+    args.dataset = args.dataset[0]
 
     opts = TrainOptions(
         dataset=args.dataset,
