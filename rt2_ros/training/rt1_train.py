@@ -63,6 +63,7 @@ class Episodes:
         return len(self.tokens)
 
     def subset(self, eps: Sequence[int]) -> "Episodes":
+        """The frames of episodes ``eps`` only, renumbered 0..len(eps)-1 in that order."""
         keep = np.isin(self.episode, eps)
         remap = {e: k for k, e in enumerate(eps)}
         return Episodes(
@@ -481,6 +482,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """``rt2-ros train --arch rt1``: :func:`train_rt1`; a bad argument or dataset prints the error, returns 2."""
     try:
         train_rt1(args)
     except ValueError as e:

@@ -102,6 +102,8 @@ class EfficientNetLite0Backbone(nn.Module):
         self._fc = nn.Linear(1280, 1000)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Stem, the 16 MBConv blocks and the 1x1 head: ``(B, 3, H, W)`` float32 (ImageNet-normalised)
+        -> ``(B, 1280, H/32, W/32)`` float32, before pooling and the classifier."""
         x = F.relu6(self._bn0(self._conv_stem(x)))
         for b in self._blocks:
             x = b(x)

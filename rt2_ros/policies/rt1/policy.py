@@ -7,7 +7,7 @@ the codec comes from the directory's ``rt2_ros_policy.yaml``).
 
 History (RT-1 section 3.3: 6 frames): each step's frame is encoded once (FiLM-EfficientNet +
 TokenLearner, cached), the last ``history`` frames' tokens go through the Transformer, and
-the action tokens are read at the newest frame. The history is cleared by :meth:`reset`
+the action tokens are read at the newest frame. The history is cleared by :meth:`RT1Policy.reset`
 (in-process loops call it per episode), by a new instruction, and after ``idle_reset_s``
 without an inference (the policy child and ``rt2-ros serve`` see no reset message: a new
 episode starts after the previous one stopped asking). The first frames of an episode are

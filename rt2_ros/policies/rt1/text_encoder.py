@@ -52,6 +52,7 @@ class MiniLMEncoder:
         self.sha256 = hashlib.sha256((self.path / "model.safetensors").read_bytes()).hexdigest()
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Mean-pooled, L2-normalised all-MiniLM-L6-v2 embeddings of ``texts``: ``(len(texts), 384)`` float32."""
         import torch
 
         batch = self.tokenizer(list(texts), padding=True, truncation=True, return_tensors="pt")
