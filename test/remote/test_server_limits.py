@@ -57,6 +57,31 @@ MILLION_KEYS = msgpack.packb({str(i): 0 for i in range(10**6)})
 MILLION_ITEMS = msgpack.packb({"type": "infer", "id": 1, "instruction": "x", "image": list(range(10**6))})
 
 
+def _tree(depth: int):
+    """Nested 16-entry arrays (each within the container limit): 16**(depth + 1) integers."""
+    return [_tree(depth - 1) for _ in range(16)] if depth else list(range(16))
+
+
+def test_a_frame_of_many_small_containers_is_refused_before_it_is_built():
+    """Issue 21: 16-entry arrays nested five deep (1.1 M objects in 1.2 MB, each container
+    within the limit) cost the server's GIL a full parse per frame; they are refused by
+    an object count that stops at MAX_REQUEST_OBJECTS."""
+    from rt2_ros.remote.protocol import MAX_REQUEST_OBJECTS
+
+    bomb = msgpack.packb({"type": "infer", "id": 1, "instruction": "x", "image": _tree(4)})
+    refusal_s = []
+    for _ in range(3):  # the fastest of three: a descheduled thread (load 5+) must not count
+        t0 = time.perf_counter()
+        with pytest.raises(ProtocolError, match=f"more than {MAX_REQUEST_OBJECTS} objects") as e:
+            unpackb(bomb, Limits())
+        refusal_s.append(time.perf_counter() - t0)
+        assert e.value.code == "bad_frame"
+    t0 = time.perf_counter()
+    msgpack.unpackb(bomb)
+    full_s = time.perf_counter() - t0
+    assert min(refusal_s) < full_s / 10, (refusal_s, full_s)  # measured: ~0.7 ms vs ~70 ms
+
+
 def test_request_unpacking_refuses_huge_containers_at_their_header():
     limits = Limits()
     assert len(MILLION_KEYS) < limits.max_request_bytes
