@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         if device == "cpu" and not args.allow_7b_on_cpu:
             print("# --openvla-7b skipped: no GPU (use --allow-7b-on-cpu to force)", flush=True)
         else:
-            from rt2_ros.action_tokenizer import OpenVLAActionTokenizer, select_unnorm_stats
+            from rt2_ros.codecs import OpenVLAActionTokenizer, select_unnorm_stats
             from rt2_ros.testing.make_model import OPENVLA_7B_LLAVA_DIMS, build_llava_model, example_statistics
 
             for dt in [d for d in dtypes if d != "fp32" or device == "cpu"] or ["bf16"]:

@@ -49,7 +49,7 @@ from rclpy.node import Node  # noqa: E402
 from rclpy.qos import qos_profile_sensor_data  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
-from rt2_ros.action_tokenizer import make_codec  # noqa: E402
+from rt2_ros.codecs import make_codec  # noqa: E402
 from rt2_ros.config import RT2Config  # noqa: E402
 from rt2_ros.policies.base import Policy, PolicyMetadata, PolicyResult, check_image  # noqa: E402
 from rt2_ros.ros.conversions import rgb_to_image_msg  # noqa: E402

@@ -93,7 +93,7 @@ def openvla_7b_policy(device: str, dtype: str, text: dict | None = None, towers:
     """
     import torch
 
-    from rt2_ros.action_tokenizer import OpenVLAActionTokenizer, select_unnorm_stats
+    from rt2_ros.codecs import OpenVLAActionTokenizer, select_unnorm_stats
     from rt2_ros.policies.openvla.config import OpenVLACheckpointConfig
     from rt2_ros.policies.openvla.modeling import OpenVLANativeModel, _default_dtype
     from rt2_ros.policies.openvla.processing import OpenVLAImageProcessor, OpenVLAProcessor

@@ -54,7 +54,7 @@ SERVO_HZ, PERIOD_S = 50.0, 0.1
 
 # -- the constant policy (the node imports it as bench_stream:make_constant) ---------------
 def make_constant(cfg):
-    from rt2_ros.action_tokenizer import make_codec
+    from rt2_ros.codecs import make_codec
     from rt2_ros.policies.base import Policy, PolicyMetadata, PolicyResult, check_image
 
     class Constant(Policy):

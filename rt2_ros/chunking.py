@@ -29,7 +29,7 @@ from typing import Sequence
 
 import numpy as np
 
-from rt2_ros.action_tokenizer import Action
+from rt2_ros.codecs import Action
 from rt2_ros.motion import Twist
 
 __all__ = ["QueuedAction", "Executed", "ActionQueue"]

@@ -44,7 +44,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """``rt2-ros decode``: print the action as JSON (a chunk: a JSON list of actions); exit 1
     with the reason on bad input."""
-    from rt2_ros.action_tokenizer import ActionDecodeError, make_codec
+    from rt2_ros.codecs import ActionDecodeError, make_codec
     from rt2_ros.config import ConfigError, load_config
 
     try:

@@ -43,8 +43,8 @@ import time
 
 import numpy as np
 
-from rt2_ros.action_tokenizer import Action, make_codec
 from rt2_ros.chunking import ActionQueue, Executed
+from rt2_ros.codecs import Action, make_codec
 from rt2_ros.config import RT2Config
 from rt2_ros.episode import EndReason, Episode, EpisodeState, Transition
 from rt2_ros.motion import Twist, delta_to_twist, gripper_command

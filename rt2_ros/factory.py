@@ -11,7 +11,7 @@ import importlib
 import os
 from typing import Any
 
-from rt2_ros.action_tokenizer import make_codec
+from rt2_ros.codecs import make_codec
 from rt2_ros.config import RT2Config
 from rt2_ros.policies.base import Policy
 

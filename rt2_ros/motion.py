@@ -15,7 +15,7 @@ import dataclasses
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from rt2_ros.action_tokenizer import Action
+from rt2_ros.codecs import Action
 
 __all__ = ["Twist", "rotation_delta_to_rotvec", "delta_to_twist", "gripper_command"]
 

@@ -13,7 +13,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from rt2_ros.action_tokenizer import Action, ActionCodec, ActionDecodeError
+from rt2_ros.codecs import Action, ActionCodec, ActionDecodeError
 
 __all__ = [
     "Observation",
@@ -127,7 +127,7 @@ def result_from_output(
     where every backend (local, remote, scripted, test doubles) turns output into actions.
 
     Args:
-        codec: the robot's :class:`~rt2_ros.action_tokenizer.ActionCodec`.
+        codec: the robot's :class:`~rt2_ros.codecs.ActionCodec`.
         text: the generated text the codec reads (RT-2: ``"t x y z rx ry rz g"``).
         token_ids: the generated token ids, reported as they are.
         timings_ms: per-stage timings (ms), copied into the result.
@@ -136,7 +136,7 @@ def result_from_output(
 
     Returns:
         A result with the decoded chunk, or with ``actions=()`` and ``error`` set to the
-        :class:`~rt2_ros.action_tokenizer.ActionDecodeError` message: malformed output is
+        :class:`~rt2_ros.codecs.ActionDecodeError` message: malformed output is
         "no action", never an exception and never a partial chunk.
     """
     timings = dict(timings_ms or {})

@@ -3,7 +3,7 @@
 Loads a checkpoint directory with ``from_pretrained`` (always ``local_files_only``:
 nothing is downloaded, ``HF_HUB_OFFLINE=1`` or not), asks it the RT-2 question
 about the image and instruction, and decodes the answer with
-:mod:`rt2_ros.action_tokenizer`. Decoding is constrained to action tokens
+:mod:`rt2_ros.codecs`. Decoding is constrained to action tokens
 (:mod:`rt2_ros.policies.constrained`), as RT-2 does (arXiv:2307.15818, section
 3.3), so every answer is a valid action, even from random weights.
 
@@ -59,7 +59,7 @@ from transformers import (
     LogitsProcessorList,
 )
 
-from rt2_ros.action_tokenizer import (
+from rt2_ros.codecs import (
     ActionCodec,
     OpenVLAActionTokenizer,
     RT2ActionTokenizer,
@@ -131,10 +131,10 @@ class TransformersPolicy(Policy):
         processor: its processor (``processor(images=, text=)`` returning
             ``input_ids``, ``attention_mask``, ``pixel_values``; ``.tokenizer``).
         model_id: checkpoint path or name, reported in :attr:`metadata`.
-        codec: the action codec (:func:`rt2_ros.action_tokenizer.make_codec`): an
-            :class:`~rt2_ros.action_tokenizer.RT2ActionTokenizer` (8 integers, bounds,
+        codec: the action codec (:func:`rt2_ros.codecs.make_codec`): an
+            :class:`~rt2_ros.codecs.RT2ActionTokenizer` (8 integers, bounds,
             bins, terminate/continue values) or an
-            :class:`~rt2_ros.action_tokenizer.OpenVLAActionTokenizer` (7 token ids,
+            :class:`~rt2_ros.codecs.OpenVLAActionTokenizer` (7 token ids,
             un-padded vocabulary size, statistics). Default: RT-2 with its defaults.
         prompt: ``"rt2"``, ``"openvla"``, ``"cot"`` or a custom template with
             ``{instruction}`` (see :mod:`rt2_ros.policies.prompts`).

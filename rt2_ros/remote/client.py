@@ -51,7 +51,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from rt2_ros.action_tokenizer import ActionCodec, UnnormStats, make_codec, select_unnorm_stats
+from rt2_ros.codecs import ActionCodec, UnnormStats, make_codec, select_unnorm_stats
 from rt2_ros.config import ActionConfig
 from rt2_ros.policies.base import (
     Observation,

@@ -35,7 +35,7 @@ from typing import Any, Mapping
 import msgpack
 import numpy as np
 
-from rt2_ros.action_tokenizer import Action
+from rt2_ros.codecs import Action
 from rt2_ros.policies.base import Observation, PolicyResult
 
 __all__ = [

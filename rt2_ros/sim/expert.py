@@ -4,7 +4,7 @@ The expert stands in for a trained model so that the whole loop can be shown to
 succeed: it reads the true block and end-effector poses (not the image), plans the
 next end-effector displacement with a small state machine per task kind (see
 :mod:`rt2_ros.sim.tasks`), and answers with the RT-2 action string that the project's
-codec produces (:meth:`rt2_ros.action_tokenizer.RT2ActionTokenizer.encode` with the
+codec produces (:meth:`rt2_ros.codecs.RT2ActionTokenizer.encode` with the
 configured bounds), terminate token included once the task's success check holds.
 The text is decoded by the same codec, so quantisation, bounds, terminate handling,
 twist conversion, safety envelope and Servo all act on it as on a model's output.
@@ -41,7 +41,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from rt2_ros.action_tokenizer import ActionCodec, make_codec
+from rt2_ros.codecs import ActionCodec, make_codec
 from rt2_ros.config import RT2Config
 from rt2_ros.policies.base import (
     Observation,
@@ -512,6 +512,6 @@ def make_policy(cfg: RT2Config, **kwargs: Any) -> ScriptedExpertPolicy:
 
     Raises:
         ValueError: ``action.format: openvla``, or an action configuration
-            :func:`rt2_ros.action_tokenizer.make_codec` refuses.
+            :func:`rt2_ros.codecs.make_codec` refuses.
     """
     return ScriptedExpertPolicy.from_config(cfg, **kwargs)

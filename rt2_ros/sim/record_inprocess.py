@@ -23,7 +23,7 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
-from rt2_ros.action_tokenizer import make_codec
+from rt2_ros.codecs import make_codec
 from rt2_ros.controller import Controller
 
 __all__ = ["record_expert_episodes", "RECORDED_TOPICS", "FAMILY_TEMPLATES", "PUSH_DIRECTIONS", "plan_episodes", "main"]

@@ -135,7 +135,7 @@ class ActionTargets:
     """
 
     def __init__(self, action_cfg: Any, tokenizer: Any, stats: dict | None = None, openvla_family: bool = False):
-        from rt2_ros.action_tokenizer import (
+        from rt2_ros.codecs import (
             ActionBounds,
             OpenVLAActionTokenizer,
             RT2ActionTokenizer,

@@ -11,14 +11,14 @@ from hypothesis import strategies as st
 
 pytest.importorskip("tokenizers")
 
-from rt2_ros.action_tokenizer import (  # noqa: E402
+from rt2_ros.cli import main as cli_main  # noqa: E402
+from rt2_ros.codecs import (  # noqa: E402
     ActionBounds,
     ActionDecodeError,
     FASTActionCodec,
     load_fast_tokenizer,
     make_codec,
 )
-from rt2_ros.cli import main as cli_main  # noqa: E402
 from rt2_ros.config import load_config  # noqa: E402
 from rt2_ros.policies.base import result_from_output  # noqa: E402
 from rt2_ros.testing.fast_tokenizer import synthetic_chunks, train_fast_tokenizer  # noqa: E402

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from rt2_ros.action_tokenizer import (
+from rt2_ros.codecs import (
     ActionBounds,
     ActionDecodeError,
     RT2ActionTokenizer,

@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rt2_ros.action_tokenizer import ActionBounds, ActionDecodeError, OpenVLAActionTokenizer, RT2ActionTokenizer
+from rt2_ros.codecs import ActionBounds, ActionDecodeError, OpenVLAActionTokenizer, RT2ActionTokenizer
 
 BOUNDS = ActionBounds(
     np.array([-0.05, -0.05, -0.05, -0.25, -0.25, -0.25, 0.0]),

@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rt2_ros.action_tokenizer import (
+from rt2_ros.cli import main as cli_main
+from rt2_ros.codecs import (
     ActionBounds,
     ActionDecodeError,
     IntegerTextCodec,
@@ -19,7 +20,6 @@ from rt2_ros.action_tokenizer import (
     UnnormStats,
     make_codec,
 )
-from rt2_ros.cli import main as cli_main
 from rt2_ros.config import ConfigError, load_config
 from rt2_ros.policies.base import result_from_output
 

@@ -7,6 +7,7 @@ import pytest
 
 CORE = [
     "rt2_ros.action_tokenizer",
+    "rt2_ros.codecs",
     "rt2_ros.config",
     "rt2_ros.motion",
     "rt2_ros.safety",

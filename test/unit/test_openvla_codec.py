@@ -7,7 +7,7 @@ prismatic/extern/hf/modeling_prismatic.py::predict_action.
 import numpy as np
 import pytest
 
-from rt2_ros.action_tokenizer import ActionDecodeError, OpenVLAActionTokenizer, UnnormStats, select_unnorm_stats
+from rt2_ros.codecs import ActionDecodeError, OpenVLAActionTokenizer, UnnormStats, select_unnorm_stats
 
 VOCAB = 32000  # Llama-2 tokenizer of openvla-7b (text vocab 32064 = 32000 + pad_to_multiple_of 64)
 
