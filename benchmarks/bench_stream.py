@@ -344,6 +344,8 @@ def run_config(name: str, args, models: dict[str, Path], env: dict, tmp: Path) -
                 server.wait(30)
             except subprocess.TimeoutExpired:
                 server.kill()
+    if args.show_node_log:
+        print((tmp / f"{name}.node.log").read_text(errors="replace")[-4000:], flush=True)
     data = json.loads(out.read_text())
     arr, st = data["arrivals"], data["stamps"]
     gaps = [(b - a) * 1e3 for a, b in zip(arr, arr[1:])]
@@ -389,6 +391,7 @@ def main() -> int:
     p.add_argument("--camera-hz", type=float, default=10.0, help="camera rate (default 10 Hz)")
     p.add_argument("--pose-hz", type=float, default=0.0, help="end-effector pose rate from another process (0: none)")
     p.add_argument("--spam-hz", type=float, default=0.0, help="instructions per second from another process (0: none)")
+    p.add_argument("--show-node-log", action="store_true", help="print the end of each node's log")
     p.add_argument("--stop-every", type=float, default=0.0, help="call /rt2/stop this often, s (0: never)")
     p.add_argument("--executor", default="multi", help=argparse.SUPPRESS)
     p.add_argument("--gil", type=float, default=None, help=argparse.SUPPRESS)
