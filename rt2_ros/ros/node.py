@@ -104,7 +104,6 @@ class Rt2Node(Node):
             extra = [Parameter(k, value=v) for k, v in overrides.items()]
             node_kwargs["parameter_overrides"] = list(node_kwargs.get("parameter_overrides") or []) + extra
         super().__init__(node_name, **node_kwargs)
-        self._cli_args = node_kwargs.get("cli_args")
         try:
             self._setup(policy, start_worker)
         except BaseException:
@@ -155,7 +154,7 @@ class Rt2Node(Node):
         self.create_subscription(String, t.instruction, self._on_instruction, 10, callback_group=g, raw=True)
         self.ee_pose = EePoseInput(self, cfg, self.controller, self.now_s, self._reject, self._warn_once, g)
         self.servo = ServoClient(self, cfg.servo, self._on_servo_halt, callback_group=g)
-        self._stop_services = StopServices(self, self._cli_args)
+        self._stop_services = StopServices(self)
         self.create_service(Trigger, RESET_SERVICE, self._srv_reset, callback_group=g)
         self.homing = Homing(self, cfg.reset, callback_group=g)
 
@@ -380,14 +379,23 @@ class StopServices:
     """``/rt2/stop`` and ``/rt2/e_stop`` on their own node (``<name>_stop``) and executor
     thread, so they answer whatever floods the rt2 node's executor (1 kHz instruction spam
     or pose traffic kept it busy: the stop took 0.3-2.6 s, issue 21). The handlers are the
-    rt2 node's (thread-safe). ``cli_args`` are the rt2 node's (their remappings of the
-    service names apply).
+    rt2 node's (thread-safe). The service names are resolved by the rt2 node (its
+    remappings, from its own arguments or the process's, apply); the helper node itself
+    ignores the process's arguments, so a launch file's ``-r __node:=...`` renames only
+    the rt2 node.
     """
 
-    def __init__(self, owner: "Rt2Node", cli_args=None):
-        self.node = Node(f"{owner.get_name()}_stop", context=owner.context, cli_args=cli_args)
-        self.node.create_service(Trigger, STOP_SERVICE, owner._srv_stop)
-        self.node.create_service(SetBool, ESTOP_SERVICE, owner._srv_estop)
+    def __init__(self, owner: "Rt2Node"):
+        stop, estop = owner.resolve_service_name(STOP_SERVICE), owner.resolve_service_name(ESTOP_SERVICE)
+        self.node = Node(
+            f"{owner.get_name()}_stop",
+            namespace=owner.get_namespace(),
+            context=owner.context,
+            use_global_arguments=False,
+            start_parameter_services=False,
+        )
+        self.node.create_service(Trigger, stop, owner._srv_stop)
+        self.node.create_service(SetBool, estop, owner._srv_estop)
         self._executor = SingleThreadedExecutor(context=owner.context)
         self._executor.add_node(self.node)
         self._stop = threading.Event()
