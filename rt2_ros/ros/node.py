@@ -14,9 +14,7 @@ Threads (callbacks on a ``MultiThreadedExecutor``, see :func:`main`):
   With action chunks the worker infers when :meth:`Controller.inference_due` says the
   queue runs low, while the servo stream executes the queued actions.
 * **inputs** (reentrant group): camera, instruction, end-effector pose (TF or
-  ``PoseStamped``), Servo status, the service ``/rt2/reset``.
-* **stop services** (own node ``<name>_stop`` and executor thread, :class:`StopServices`):
-  ``/rt2/stop`` and ``/rt2/e_stop``, answered whatever floods the inputs' executor.
+  ``PoseStamped``), Servo status, the services ``/rt2/stop``, ``/rt2/e_stop``, ``/rt2/reset``.
 
 Outputs besides twists: ``RT2Action`` per step, ``EpisodeStatus`` per transition, the gripper
 (:mod:`~rt2_ros.ros.gripper`), markers and an annotated image (:mod:`~rt2_ros.ros.markers`).
@@ -34,7 +32,6 @@ from typing import Any
 
 from geometry_msgs.msg import TwistStamped
 from rclpy.callback_groups import ReentrantCallbackGroup
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile
@@ -154,7 +151,8 @@ class Rt2Node(Node):
         self.create_subscription(String, t.instruction, self._on_instruction, 10, callback_group=g, raw=True)
         self.ee_pose = EePoseInput(self, cfg, self.controller, self.now_s, self._reject, self._warn_once, g)
         self.servo = ServoClient(self, cfg.servo, self._on_servo_halt, callback_group=g)
-        self._stop_services = StopServices(self)
+        self.create_service(Trigger, STOP_SERVICE, self._srv_stop, callback_group=g)
+        self.create_service(SetBool, ESTOP_SERVICE, self._srv_estop, callback_group=g)
         self.create_service(Trigger, RESET_SERVICE, self._srv_reset, callback_group=g)
         self.homing = Homing(self, cfg.reset, callback_group=g)
 
@@ -172,8 +170,6 @@ class Rt2Node(Node):
     def destroy_node(self) -> None:
         if hasattr(self, "_servo_loop"):
             self._servo_loop.stop()
-        if getattr(self, "_stop_services", None) is not None:
-            self._stop_services.close()
         super().destroy_node()
 
     # -- helpers -------------------------------------------------------------------------
@@ -356,7 +352,6 @@ class Rt2Node(Node):
     def shutdown(self, timeout_s: float = 2.0) -> None:
         """Stop the worker, end the episode, publish the zero twist (call before
         ``destroy_node``; the context must still be valid)."""
-        self._stop_services.close()
         self._servo_loop.stop()
         self._side_timer.cancel()
         self._worker.stop(timeout_s)
@@ -373,52 +368,6 @@ class Rt2Node(Node):
         if getattr(self, "_owns_policy", False) and getattr(self, "policy", None) is not None:
             with contextlib.suppress(Exception):  # noqa: BLE001 - stopping anyway
                 self.policy.close()
-
-
-class StopServices:
-    """``/rt2/stop`` and ``/rt2/e_stop`` on their own node (``<name>_stop``) and executor
-    thread, so they answer whatever floods the rt2 node's executor (1 kHz instruction spam
-    or pose traffic kept it busy: the stop took 0.3-2.6 s, issue 21). The handlers are the
-    rt2 node's (thread-safe). The service names are resolved by the rt2 node (its
-    remappings, from its own arguments or the process's, apply); the helper node itself
-    ignores the process's arguments, so a launch file's ``-r __node:=...`` renames only
-    the rt2 node.
-    """
-
-    def __init__(self, owner: "Rt2Node"):
-        stop, estop = owner.resolve_service_name(STOP_SERVICE), owner.resolve_service_name(ESTOP_SERVICE)
-        self.node = Node(
-            f"{owner.get_name()}_stop",
-            namespace=owner.get_namespace(),
-            context=owner.context,
-            use_global_arguments=False,
-            start_parameter_services=False,
-        )
-        self.node.create_service(Trigger, stop, owner._srv_stop)
-        self.node.create_service(SetBool, estop, owner._srv_estop)
-        self._executor = SingleThreadedExecutor(context=owner.context)
-        self._executor.add_node(self.node)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._spin, name="rt2_stop_services", daemon=True)
-        self._thread.start()
-
-    def _spin(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self._executor.spin_once(timeout_sec=0.1)
-            except Exception:  # noqa: BLE001 - context shut down under us: nothing left to serve
-                if self._stop.is_set() or not self.node.context.ok():
-                    return
-
-    def close(self) -> None:
-        """Stop serving (idempotent)."""
-        if self._stop.is_set():
-            return
-        self._stop.set()
-        self._thread.join(2.0)
-        with contextlib.suppress(Exception):  # noqa: BLE001 - shutting down anyway
-            self._executor.shutdown(timeout_sec=1.0)
-            self.node.destroy_node()
 
 
 # -- entry point ---------------------------------------------------------------------------

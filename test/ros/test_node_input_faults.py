@@ -12,7 +12,6 @@ from ros_helpers import (
     Collector,
     ImageStreamer,
     RosHarness,
-    stamp_s,
     wait_for_publishers,
     wait_for_subscribers,
     wait_until,
@@ -184,43 +183,3 @@ def test_a_remote_backend_that_cannot_reach_its_server_ends_the_episode_as_a_fau
         assert end is not None and end.reason == "fault", end
         assert "failed 5 steps in a row" in end.detail and "127.0.0.1:1" in end.detail
         assert end.step < 5  # the failed steps were not actions
-
-
-def test_stop_and_e_stop_answer_while_the_nodes_executor_is_busy():
-    """/rt2/stop and /rt2/e_stop run on their own executor thread: with the rt2 node's
-    executor held (as 1 kHz instruction spam or pose traffic kept it busy), both still
-    answer over DDS, and the stop ends the episode with a zero twist."""
-    from geometry_msgs.msg import TwistStamped
-    from ros_helpers import call_service, is_zero_twist
-    from std_srvs.srv import SetBool
-
-    with RosHarness() as h:
-        node = Rt2Node(
-            ScriptedTextPolicy(CFG, [MOVE]), node_name="rt2_node_busy", context=h.context, overrides=OVERRIDES
-        )
-        spin = PausableSpin(h, node)
-        probe = h.make_node("rt2_node_busy_probe")
-        episodes = Collector(probe, msgs.EpisodeStatus, "/rt2/episode")
-        twists = Collector(probe, TwistStamped, "/servo_node/delta_twist_cmds", 1000)
-        cam = ImageStreamer(probe, "/camera/image_raw", rate_hz=20.0)
-        h.add_cleanup(cam.stop)
-        instruction = probe.create_publisher(String, "/rt2/instruction", 10)
-        assert wait_for_subscribers(instruction) and wait_for_subscribers(cam.pub) and wait_for_publishers(twists.sub)
-        instruction.publish(String(data="pick up the red block"))
-        assert episodes.wait_for(lambda m: m.state == RUNNING, WAIT_S) is not None
-        spin.pause()
-        try:
-            res = call_service(probe, Trigger, "/rt2/stop", Trigger.Request(), timeout_s=WAIT_S)
-            assert res.success and "cancelled" in res.message
-            end = episodes.wait_for(lambda m: m.state == FINISHED, WAIT_S)
-            assert end is not None and end.reason == "cancelled"
-            assert twists.wait_for(lambda m: stamp_s(m.header.stamp) >= stamp_s(end.header.stamp), WAIT_S)
-            assert all(
-                is_zero_twist(m) for m in twists.messages if stamp_s(m.header.stamp) >= stamp_s(end.header.stamp)
-            )
-            res = call_service(probe, SetBool, "/rt2/e_stop", SetBool.Request(data=True), timeout_s=WAIT_S)
-            assert res.success and node.controller.estop_engaged
-            res = call_service(probe, SetBool, "/rt2/e_stop", SetBool.Request(data=False), timeout_s=WAIT_S)
-            assert res.success and not node.controller.estop_engaged
-        finally:
-            spin.resume()
