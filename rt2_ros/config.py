@@ -130,6 +130,13 @@ class PolicyConfig(_Section):
     child_hang_timeout_s: float = Field(
         10.0, gt=0.0, le=3600.0, description="local child: no reply for this long while asked = hung, restart [s]"
     )
+    max_failed_steps: int = Field(
+        50,
+        ge=0,
+        le=1000000,
+        description="steps in a row whose policy call failed (server unreachable, timeout, child down) before the "
+        "episode ends as a fault; 0 = never",
+    )
 
     @field_validator("backend")
     @classmethod

@@ -6,7 +6,19 @@ return. ROS-free and clock-agnostic (every method takes ``now_s``); thread-safe,
 :meth:`Controller.step` (the model, slow) runs on a worker thread while
 :meth:`Controller.servo_command` (fast) runs on the servo timer.
 
-Per control period the worker calls :meth:`Controller.step`: the policy runs on the newest
+Inputs never contend with the control path (issue 21): the newest end-effector pose and
+image each live in a latest-value slot, one immutable tuple replaced by a single
+attribute store (atomic under the GIL), which :meth:`servo_command` and :meth:`step`
+read without a lock. The controller's lock guards only the episode, the action queue and
+the twist, which the servo tick, the control step, instructions and stops change. With
+the one lock taken by every pose and image callback (100 Hz-1 kHz), a callback thread
+preempted inside it held up the servo tick until it got the GIL back behind the other
+callback threads: gaps of 0.2-1 s in the twist stream (issue 21, a sampling profile).
+Instructions are bounded before they reach the lock (:class:`InstructionRateLimit`,
+its own small lock; dropped ones are counted), and nothing received before a stop
+(:meth:`cancel`, :meth:`set_estop`) starts an episode after it (``received_ns``).
+
+Per control period the worker calls :meth:`step`: the policy runs on the newest
 image, its output is decoded; a valid action becomes the velocity ``delta / period``
 (:func:`rt2_ros.motion.delta_to_twist`) held for one control period, then zero
 until the next action (``shared/docs/rt2-reference.md``, MoveIt Servo: twists are
@@ -151,11 +163,17 @@ class Controller:
             on_stop=self._on_stop,
         )
         self.envelope = SafetyEnvelope(cfg.safety, servo_period_s=1.0 / cfg.control.servo_rate_hz)
-        self._image: np.ndarray | None = None
-        self._image_stamp_s: float | None = None
-        self._ee_position: np.ndarray | None = None
-        self._ee_stamp_s: float | None = None
-        self._R_pc: np.ndarray | None = None
+        #: Latest-value slots (see the module doc): (image, stamp_s) and (position, stamp_s, R_pc,
+        #: rotation 3x3 or None).
+        self._image_slot: tuple[np.ndarray, float] | None = None
+        self._image_lock = threading.Lock()  # producers only: the out-of-order check
+        self._pose_slot: tuple[np.ndarray, float, np.ndarray | None, np.ndarray | None] | None = None
+        #: Wall time (ns, ``time.time_ns``) of the latest stop or e-stop: an instruction received
+        #: before it never starts an episode (see :meth:`on_instruction`).
+        self._stop_mark_ns = 0
+        #: Instructions dropped: over the rate limit, or received before a later stop.
+        self.dropped_instructions = 0
+        self._failed_steps = 0  # consecutive failed policy calls in this episode
         self._twist = Twist.zero()
         self._twist_until_s = -np.inf
         #: Decoded gripper values of the configured action format, mapped to the [0, 1] command.
@@ -168,11 +186,9 @@ class Controller:
         self.chunked = self.horizon > 1 or bool(getattr(policy, "emits_chunks", False))
         #: The robot state passed to policies that read it (``uses_state``): the EE
         #: orientation (3x3, planning frame), the last gripper opening, the joint positions.
-        self._ee_rotation: np.ndarray | None = None
         self._gripper_open = 1.0
-        self._joints: np.ndarray | None = None
-        self._joint_names: tuple[str, ...] = ()
-        self._joints_stamp_s: float | None = None
+        #: Latest-value slot of the joint state: (positions rad in servo.joint_names order, names, stamp_s).
+        self._joint_slot: tuple[np.ndarray, tuple[str, ...], float] | None = None
         #: Joint-space policies (``action_space == "joint_velocity"``): JointJog output through
         #: the joint envelope (:meth:`joint_command`) instead of twists.
         self.joint_mode = getattr(policy, "action_space", "ee_delta") == "joint_velocity"
@@ -198,6 +214,7 @@ class Controller:
         #: Chunk mode: actions executed in this controller's life (diagnostics).
         self.executed_actions = 0
         self._instruction_budget = InstructionRateLimit(cfg.control.max_instruction_rate_hz)
+        self._budget_lock = threading.Lock()
         self._warnings = RejectionLog(WARN_PERIOD_S)
         s = cfg.safety
         if s.workspace_enabled and not s.require_ee_pose:
@@ -249,12 +266,13 @@ class Controller:
         """
         check_image(image)
         self._check_stamp("image", stamp_s, now_s)
-        with self._lock:
-            newest = self._image_stamp_s
+        with self._image_lock:  # other image callbacks only, never the control path
+            slot = self._image_slot
+            newest = None if slot is None else slot[1]
             jumped_back = now_s is not None and newest is not None and newest > now_s + MAX_FUTURE_S
             if newest is not None and stamp_s < newest and not jumped_back:
                 return  # out-of-order frame: keep the newer one
-            self._image, self._image_stamp_s = image, float(stamp_s)
+            self._image_slot = (image, float(stamp_s))
             self.envelope.image_watchdog.feed(stamp_s, now_s)
 
     def on_ee_pose(
@@ -297,14 +315,11 @@ class Controller:
             rot = np.asarray(orientation, dtype=np.float64)
             if rot.shape != (3, 3) or not np.all(np.isfinite(rot)):
                 rot = None
-        with self._lock:
-            self._ee_position, self._ee_stamp_s = p, float(stamp_s)
-            self._ee_rotation = rot
-            self._R_pc = None if rotation_planning_from_command is None else np.asarray(rotation_planning_from_command)
+        r_pc = None if rotation_planning_from_command is None else np.asarray(rotation_planning_from_command)
+        self._pose_slot = (p, float(stamp_s), r_pc, rot)  # one store: readers see all of it or none
 
     def _forget_pose(self) -> None:
-        with self._lock:
-            self._ee_position, self._ee_stamp_s, self._ee_rotation = None, None, None
+        self._pose_slot = None
 
     def on_joint_state(self, names, positions, stamp_s: float, now_s: float | None = None) -> None:
         """Store the arm's joint positions (rad; ``names`` in any order, kept in
@@ -320,8 +335,7 @@ class Controller:
         want = self.cfg.servo.joint_names
         missing = [n for n in want if n not in index]
         if len(names) != q_all.size or missing or not np.all(np.isfinite(q_all)):
-            with self._lock:
-                self._joints = None
+            self._joint_slot = None
             why = f"missing {missing}" if missing else "one finite position per name needed"
             raise ValueError(f"joint state rejected: {why} ({len(names)} names, {q_all.size} values)")
         q = np.array([q_all[index[n]] for n in want])
@@ -329,55 +343,81 @@ class Controller:
         self._check_stamp("joint state", stamp_s, now_s)
         if now_s is not None and np.isfinite(now_s):
             stamp_s = min(float(stamp_s), float(now_s))
-        with self._lock:
-            self._joints, self._joint_names, self._joints_stamp_s = q, tuple(names), float(stamp_s)
+        self._joint_slot = (q, tuple(names), float(stamp_s))  # one store, like the pose slot
 
     def robot_state(self, now_s: float) -> dict:
         """:attr:`~rt2_ros.policies.base.Observation.state` now: the pose and the joints only
-        when fresh (not older than ``safety.max_pose_age_s``)."""
-        with self._lock:
-            st: dict = {"gripper_open": self._gripper_open}
-            pos = self._ee_position_now(now_s)
-            if pos is not None and self._ee_rotation is not None:
-                st["ee_position"], st["ee_rotation"] = pos.copy(), self._ee_rotation.copy()
-            if self._joints is not None and self._joints_stamp_s is not None:
-                age = now_s - self._joints_stamp_s
-                if -MAX_FUTURE_S <= age <= self.cfg.safety.max_pose_age_s:
-                    st["joint_positions"], st["joint_names"] = self._joints.copy(), self._joint_names
-            return st
+        when fresh (not older than ``safety.max_pose_age_s``). Reads the latest-value slots
+        without the lock, like the servo tick."""
+        st: dict = {"gripper_open": self._gripper_open}
+        pose = self._pose_slot  # read once: position, stamp and rotation of one message
+        pos = None if pose is None else self._ee_position_now(now_s, pose)
+        if pos is not None and pose[3] is not None:
+            st["ee_position"], st["ee_rotation"] = pos.copy(), pose[3].copy()
+        js = self._joint_slot
+        q = self._joints_now(now_s, js)
+        if q is not None:
+            st["joint_positions"], st["joint_names"] = q.copy(), js[1]
+        return st
 
-    def on_instruction(self, text: str, now_s: float) -> list[Transition]:
+    def on_instruction(self, text: str, now_s: float, received_ns: int | None = None) -> list[Transition]:
         """Start an episode (preempting a running one).
+
+        Args:
+            text: the instruction.
+            now_s: the caller's clock, s.
+            received_ns: when the instruction was received (ns on ``time.time_ns``'s clock,
+                e.g. the DDS reception time); None or 0: now. One received before the
+                latest :meth:`cancel` or :meth:`set_estop` is dropped (a backlog of
+                instructions must not restart what a stop ended).
 
         Raises:
             ValueError: an instruction :func:`~rt2_ros.policies.prompts.check_instruction`
                 refuses (empty, too long, control characters), one over
                 ``control.max_instruction_rate_hz`` (:class:`InstructionRateLimit`;
-                the running episode goes on), or the e-stop is engaged.
+                the running episode goes on), one received before the latest stop, or
+                the e-stop is engaged. Dropped ones are counted in :attr:`dropped_instructions`.
         """
         text = check_instruction(text)
-        with self._lock:
+        if received_ns and received_ns < self._stop_mark_ns:
+            self.dropped_instructions += 1
+            raise ValueError("received before the latest stop (/rt2/stop or the e-stop): ignored")
+        with self._budget_lock:  # spam is dropped here, before it reaches the controller's lock
             if not self._instruction_budget.take(now_s):
+                self.dropped_instructions += 1
                 raise ValueError(
                     f"instructions arrive faster than control.max_instruction_rate_hz "
                     f"({self.cfg.control.max_instruction_rate_hz} per s): ignored"
                 )
+        with self._lock:
+            if received_ns and received_ns < self._stop_mark_ns:  # a stop came while we waited
+                self.dropped_instructions += 1
+                raise ValueError("received before the latest stop (/rt2/stop or the e-stop): ignored")
             if self.envelope.estop_engaged:
                 raise ValueError("emergency stop is engaged; clear it (/rt2/e_stop false) before a new episode")
             ts = self.episode.start(text, now_s)
+            self._failed_steps = 0
             self._reset_chunks()
             self.envelope.action_watchdog.feed(now_s)  # the first action has max_action_age_s to arrive
             self._last_motion_s = now_s  # the no-motion rule counts from the start
             self.policy.reset()
             return self._record(ts)
 
-    def cancel(self, now_s: float) -> Transition | None:
-        """End the running episode as ``cancelled`` (``/rt2/stop``)."""
+    def cancel(self, now_s: float, mark_ns: int | None = None) -> Transition | None:
+        """End the running episode as ``cancelled`` (``/rt2/stop``). Instructions received
+        before ``mark_ns`` (ns, ``time.time_ns``; default now) never start an episode."""
+        self._mark_stop(mark_ns)
         with self._lock:
             return (self._record([self.episode.cancel(now_s)]) or [None])[0]
 
-    def set_estop(self, engaged: bool, now_s: float) -> Transition | None:
-        """Latch (True) or clear (False) the emergency stop; latching ends the episode."""
+    def _mark_stop(self, mark_ns: int | None) -> None:
+        self._stop_mark_ns = max(self._stop_mark_ns, time.time_ns() if mark_ns is None else int(mark_ns))
+
+    def set_estop(self, engaged: bool, now_s: float, mark_ns: int | None = None) -> Transition | None:
+        """Latch (True) or clear (False) the emergency stop; latching ends the episode, and
+        instructions received before ``mark_ns`` (ns, ``time.time_ns``; default now) never
+        start one (nor, after a clear, those received before the clear)."""
+        self._mark_stop(mark_ns)
         with self._lock:
             if engaged:
                 self.envelope.engage_estop()
@@ -390,8 +430,15 @@ class Controller:
         with self._lock:
             return (self._record([self.episode.fault(detail, now_s)]) or [None])[0]
 
+    @property
+    def has_transitions(self) -> bool:
+        """Whether :meth:`drain_transitions` has something (a lock-free hint for callers)."""
+        return bool(self._transitions)
+
     def drain_transitions(self) -> list[Transition]:
         """Transitions since the last call, oldest first (publish each on /rt2/episode)."""
+        if not self._transitions:
+            return []
         with self._lock:
             out, self._transitions = self._transitions, []
             return out
@@ -414,7 +461,8 @@ class Controller:
                 self._last_infer_s = now_s
                 self._next_infer_s = now_s + self.cfg.control.period_s  # after a failure: one period later
             episode_id, instruction = self.episode.episode_id, self.episode.instruction
-            image = self._image
+            slot = self._image_slot
+            image = None if slot is None else slot[0]
             state = self.robot_state(now_s) if getattr(self.policy, "uses_state", False) else None
             if image is None or self.envelope.image_watchdog.expired(now_s):
                 age = self.envelope.image_watchdog.age(now_s)
@@ -437,6 +485,19 @@ class Controller:
         with self._lock:
             if self.episode.episode_id != episode_id or not self.episode.running:
                 return self._outcome(result, None, "episode changed during inference", [], latency_ms)
+            if result is None:
+                self._failed_steps += 1
+                limit = self.cfg.policy.max_failed_steps
+                if limit and self._failed_steps >= limit:
+                    detail = (
+                        f"the policy failed {self._failed_steps} steps in a row (policy.max_failed_steps {limit}); "
+                        f"last: {error}"
+                    )
+                    log.warning(detail)
+                    ts += self._record([self.episode.fault(detail, now_s)])
+                    return self._outcome(result, None, error, ts, latency_ms)
+            else:
+                self._failed_steps = 0
             if result is None or result.action is None:
                 # Garbage output or backend failure: no motion, count the step.
                 ts += self._record([self.episode.on_action(False, now_s)])
@@ -529,12 +590,14 @@ class Controller:
                     f"joint action needs {len(self.cfg.servo.joint_names)} finite velocities, got shape {v.shape}"
                 )
 
-    def _joints_now(self, now_s: float) -> np.ndarray | None:
-        """The joint positions when fresh (not older than ``safety.max_pose_age_s``), else None."""
-        if self._joints is None or self._joints_stamp_s is None:
+    def _joints_now(self, now_s: float, js=None) -> np.ndarray | None:
+        """The joint positions of ``js`` (default: the slot's) when fresh (not older than
+        ``safety.max_pose_age_s``), else None."""
+        js = self._joint_slot if js is None else js
+        if js is None:
             return None
-        age = now_s - self._joints_stamp_s
-        return self._joints if -MAX_FUTURE_S <= age <= self.cfg.safety.max_pose_age_s else None
+        age = now_s - js[2]
+        return js[0] if -MAX_FUTURE_S <= age <= self.cfg.safety.max_pose_age_s else None
 
     def _note_motion(self, now_s: float, moving: bool) -> None:
         """The no-motion rule (``control.no_motion_timeout_s``), under the lock: the running
@@ -656,13 +719,14 @@ class Controller:
             return Twist.zero(), 0.0
         return self._exec.twist, max(q.slot_start_s(slot + 1) - now_s, 0.0)
 
-    def _ee_position_now(self, now_s: float) -> np.ndarray | None:
-        """The end-effector position if its stamp is fresh (not older than
-        ``max_pose_age_s``, not in the future), else None."""
-        if self._ee_position is None or self._ee_stamp_s is None:
+    def _ee_position_now(self, now_s: float, pose=None) -> np.ndarray | None:
+        """The end-effector position of ``pose`` (default: the slot's) if its stamp is
+        fresh (not older than ``max_pose_age_s``, not in the future), else None."""
+        pose = self._pose_slot if pose is None else pose
+        if pose is None:
             return None
-        age = now_s - self._ee_stamp_s
-        return self._ee_position if -MAX_FUTURE_S <= age <= self.cfg.safety.max_pose_age_s else None
+        age = now_s - pose[1]
+        return pose[0] if -MAX_FUTURE_S <= age <= self.cfg.safety.max_pose_age_s else None
 
     def _stop_now(self, now_s: float) -> bool:
         """Whether the envelope forces a stop now (e-stop, watchdogs, required pose unknown)."""
@@ -712,19 +776,21 @@ class Controller:
                 twist, horizon = Twist.zero(), 0.0
             else:
                 twist, horizon = self._twist, self._twist_until_s - now_s
-            ee = self._ee_position_now(now_s)
+            pose = self._pose_slot  # read once: position, stamp and rotation of one message
+            r_pc = None if pose is None else pose[2]
+            ee = None if pose is None else self._ee_position_now(now_s, pose)
             if ee is not None:
                 # The pose is up to max_pose_age_s old: the arm has moved on since, at about
                 # the last commanded velocity. Check the box from where it is now.
                 v = self.envelope.last_twist.linear
-                v = v if self._R_pc is None else self._R_pc @ v
-                ee = ee + v * max(now_s - self._ee_stamp_s, 0.0)
+                v = v if r_pc is None else r_pc @ v
+                ee = ee + v * max(now_s - pose[1], 0.0)
             cmd = self.envelope.filter(
                 twist,
                 now_s,
                 ee_position=ee,
                 horizon_s=horizon,
-                rotation_planning_from_command=self._R_pc,
+                rotation_planning_from_command=r_pc,
                 watch_inputs=running,
             )
             if cmd.stop and not twist.is_zero:

@@ -4,6 +4,13 @@ The model answers 8 integers joined by spaces, ``terminate dx dy dz drx dry drz 
 every continuous dimension is discretised uniformly into ``bins`` (256) bins over
 per-dimension bounds. The chain-of-thought form (section 4.4) is
 ``Plan: <text>. Action: <8 ints>``. Imports numpy only.
+
+Strict text (issue 21): the integers are ASCII digits, without leading zeros, separated
+by ASCII spaces (0x20), which is what a tokenizer's number and space tokens produce.
+Tolerated: padding (ASCII whitespace before and after the integers), runs of spaces
+between them, and the chain-of-thought prefix. Refused: any other separator (a tab, a
+newline, U+00A0 no-break space, U+2003 em space, ...), leading zeros (``007``), and
+non-ASCII digits.
 """
 
 from __future__ import annotations
@@ -25,6 +32,24 @@ from rt2_ros.codecs.base import (
 )
 
 __all__ = ["RT2ActionTokenizer"]
+
+#: Padding tolerated around RT-2 action text (ASCII whitespace).
+_PADDING = " \t\r\n"
+
+
+def _fields(text: str) -> list[str]:
+    """The integer fields of RT-2 action text: padding stripped, split on ASCII spaces.
+
+    Raises:
+        ActionDecodeError: a separator other than ASCII spaces (named by code point).
+    """
+    core = text.strip(_PADDING)
+    for i, c in enumerate(core):
+        if c != " " and c.isspace():
+            raise ActionDecodeError(
+                f"the integers must be separated by ASCII spaces, found U+{ord(c):04X} at character {i}: {text[:80]!r}"
+            )
+    return [f for f in core.split(" ") if f]
 
 
 class RT2ActionTokenizer:
@@ -137,7 +162,7 @@ class RT2ActionTokenizer:
         """
         text = _check_text(text)
         plan, action_text = split_chain_of_thought(text)
-        fields = action_text.split()
+        fields = _fields(action_text)
         n = self.n_fields * self.horizon
         if len(fields) != n:
             raise ActionDecodeError(
@@ -181,16 +206,16 @@ class RT2ActionTokenizer:
     # -- decoding ---------------------------------------------------------------------
 
     def parse_tokens(self, text: str) -> tuple[int, ...]:
-        """Parse the 8 integers of an action string, strictly.
-
-        Whitespace between and around fields is accepted; anything else is not.
+        """Parse the 8 integers of an action string, strictly: ASCII digits without leading
+        zeros, separated by ASCII spaces (runs of them allowed), ASCII whitespace around.
 
         Raises:
-            ActionDecodeError: empty, wrong count, non-integer, out of range, or a
-                terminate field that is neither ``terminate_token`` nor ``continue_token``.
+            ActionDecodeError: empty, another separator (a tab, U+00A0, U+2003, ...), wrong
+                count, non-integer, a leading zero, out of range, or a terminate field that
+                is neither ``terminate_token`` nor ``continue_token``.
         """
         text = _check_text(text)
-        fields = text.split()
+        fields = _fields(text)
         if len(fields) != self.n_fields:
             raise ActionDecodeError(
                 f"expected {self.n_fields} integers 'terminate dx dy dz drx dry drz gripper', "
@@ -201,6 +226,11 @@ class RT2ActionTokenizer:
             if not _INT_RE.fullmatch(f):
                 raise ActionDecodeError(
                     f"field {i} ({(('terminate',) + DIM_NAMES)[i]}) is not a non-negative integer: {f[:20]!r}"
+                )
+            if len(f) > 1 and f[0] == "0":
+                raise ActionDecodeError(
+                    f"field {i} ({(('terminate',) + DIM_NAMES)[i]}) has a leading zero: {f[:20]!r} "
+                    "(a tokenizer writes numbers without them)"
                 )
             v = int(f)
             if v >= self.bins:

@@ -48,28 +48,61 @@ COT_ACTION_MARKER = "Action:"
 MAX_INSTRUCTION_CHARS = 1000
 
 
+#: Invisible or reordering characters refused in an instruction besides the control
+#: characters (Unicode category Cf covers most; listed here for the error message):
+#: bidi controls (the text would read differently from what the model gets), zero-width
+#: characters and the BOM (words that look alike but are not), the replacement character
+#: (what invalid UTF-8 decodes to).
+_NAMED = {
+    **{c: "a bidi control" for c in "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"},
+    **{c: "a zero-width character" for c in "\u200b\u200c\u200d\u2060\ufeff"},
+    "\ufffd": "the replacement character (invalid UTF-8 decodes to it)",
+}
+
+
+def _refused(c: str) -> str | None:
+    """Why the character ``c`` is refused in an instruction, or None."""
+    import unicodedata
+
+    if c in _NAMED:
+        return _NAMED[c]
+    cat = unicodedata.category(c)
+    if cat == "Cc":
+        return "a control character"
+    if cat == "Cf":
+        return "an invisible format character"
+    if cat == "Cs":
+        return "a lone surrogate (not valid UTF-8)"
+    return None
+
+
 def check_instruction(instruction: Any) -> str:
     """Validate and clean a task instruction.
 
-    Surrounding whitespace is removed, inner runs of whitespace (newlines
-    included) become one space, and one trailing ``.``, ``?`` or ``!`` is dropped
-    (the templates add their own ``?``).
+    Surrounding whitespace is removed, inner runs of whitespace (newlines, tabs and
+    Unicode spaces such as U+00A0 included: ``str.split``) become one ASCII space, and one
+    trailing ``.``, ``?`` or ``!`` is dropped (the templates add their own ``?``).
 
     Returns:
         The cleaned instruction.
 
     Raises:
         ValueError: not a ``str``, empty (after cleaning), longer than
-            :data:`MAX_INSTRUCTION_CHARS`, or containing control characters
-            other than whitespace.
+            :data:`MAX_INSTRUCTION_CHARS`, or containing (named in the message, with its
+            code point) a control character other than whitespace (NUL included; category
+            Cc), a bidi control (U+202A-U+202E, U+2066-U+2069, U+200E, U+200F, U+061C), a
+            zero-width or other invisible format character (U+200B-U+200D, U+2060, U+FEFF;
+            category Cf), a lone surrogate, or U+FFFD (what invalid UTF-8 decodes to).
     """
     if not isinstance(instruction, str):
         raise ValueError(f"instruction must be a str, got {type(instruction).__name__}")
     if len(instruction) > MAX_INSTRUCTION_CHARS:
         raise ValueError(f"instruction too long ({len(instruction)} > {MAX_INSTRUCTION_CHARS} characters)")
     text = " ".join(instruction.split())
-    if any(ord(c) < 32 or ord(c) == 127 for c in text):
-        raise ValueError("instruction contains control characters")
+    for i, c in enumerate(text):
+        why = _refused(c) if (ord(c) < 32 or ord(c) >= 127) else None
+        if why is not None:
+            raise ValueError(f"instruction contains U+{ord(c):04X}, {why}, at character {i}")
     if text and text[-1] in ".?!":
         text = text[:-1].rstrip()
     if not text:

@@ -4,6 +4,7 @@
   :mod:`rt2_ros.images` (zero-copy for unpadded ``rgb8``), or ``cv_bridge`` for the
   channel conversion when it is importable.
 * Stamps: ``builtin_interfaces/Time`` <-> seconds (float).
+* ``std_msgs/String`` from its serialised bytes, strictly (:func:`string_from_cdr`).
 * Core types (:class:`~rt2_ros.motion.Twist`, :class:`~rt2_ros.controller.StepOutcome`,
   :class:`~rt2_ros.episode.Transition`) -> ``TwistStamped``, ``RT2Action``,
   ``EpisodeStatus``.
@@ -32,6 +33,7 @@ __all__ = [
     "rgb_to_image_msg",
     "stamp_to_s",
     "s_to_stamp",
+    "string_from_cdr",
     "twist_to_msg",
     "quaternion_to_matrix",
     "import_rt2_msgs",
@@ -102,6 +104,38 @@ def rgb_to_image_msg(image: np.ndarray, stamp: TimeMsg | None = None, frame_id: 
     msg.step = int(image.shape[1]) * 3
     msg.data = np.ascontiguousarray(image).tobytes()
     return msg
+
+
+def string_from_cdr(raw: bytes) -> str:
+    """The text of a serialised ``std_msgs/String`` (one CDR string), decoded strictly.
+
+    rclpy's own conversion would hide what is wrong with a bad instruction: invalid UTF-8
+    becomes U+FFFD, and the C string copy stops at a NUL byte, silently cutting the text.
+    Layout (OMG DDS-XTypes 1.3, 7.4.3 and 10.2; ``rmw_fastrtps`` and ``rmw_cyclonedds``
+    write it): a 4-byte encapsulation header whose second byte's low bit says little
+    endian (CDR / XCDR2, plain), the string's length (uint32, its NUL terminator
+    included), its bytes, the NUL.
+
+    Raises:
+        ValueError: malformed bytes, a NUL inside the text, or text that is not valid
+            UTF-8 (the reason says which byte where).
+    """
+    if len(raw) < 9:
+        raise ValueError(f"a serialised String of {len(raw)} bytes is too short")
+    if raw[0] != 0 or raw[1] not in (0, 1, 6, 7, 8, 9, 10, 11):
+        raise ValueError(f"unknown CDR encapsulation {raw[:2].hex()}")
+    n = int.from_bytes(raw[4:8], "little" if raw[1] & 1 else "big")
+    if n < 1 or 8 + n > len(raw) or raw[8 + n - 1] != 0:
+        raise ValueError("malformed serialised String (length or terminator)")
+    data = bytes(raw[8 : 8 + n - 1])
+    if b"\x00" in data:
+        raise ValueError(f"the text contains a NUL byte at byte {data.index(0)} (a C string would be cut there)")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(
+            f"the text is not valid UTF-8 (byte 0x{data[e.start]:02x} at byte {e.start}: {e.reason})"
+        ) from None
 
 
 def stamp_to_s(stamp: TimeMsg) -> float:

@@ -1,7 +1,8 @@
 """One ``main()`` scaffold for every node process of the package (rt2 node, simulation).
 
-:func:`run_nodes` initialises rclpy with our own SIGINT/SIGTERM handling (rclpy's
-would shut the context down before the final zero twist could leave), builds the
+:func:`run_nodes` initialises rclpy with our own SIGINT/SIGTERM handlers, installed
+whatever the parent left (rclpy's would shut the context down before the final zero
+twist could leave; Python installs none for a SIGINT inherited as ignored), builds the
 nodes, spins them on a ``MultiThreadedExecutor`` until Ctrl-C / SIGTERM, then runs
 the shutdown hooks (the rt2 node's final zero twist) while the context is still
 valid, and tears everything down; further SIGINT/SIGTERM are ignored during that
@@ -77,7 +78,9 @@ def run_nodes(
     argv = list(sys.argv if argv is None else argv)
     rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
     old_term = signal.signal(signal.SIGTERM, _raise_interrupt)
-    old_int = signal.getsignal(signal.SIGINT)
+    # Our own SIGINT handler too: a process that inherited SIGINT as ignored (``cmd &`` from a
+    # non-interactive shell, some supervisors) gets none from Python, and Ctrl-C would do nothing.
+    old_int = signal.signal(signal.SIGINT, _raise_interrupt)
     ns = NodeSet()
     executor = None
     try:

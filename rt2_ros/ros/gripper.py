@@ -61,7 +61,7 @@ class GripperOutput:
         #: Goals sent and how they ended (diagnostics and tests).
         self.goals = {"sent": 0, "rejected": 0, "succeeded": 0, "aborted": 0, "canceled": 0, "failed": 0}
         if cfg.output == "action" and HAVE_GRIPPER_ACTION:
-            from rclpy.action import ActionClient
+            from rt2_ros.ros.action_client import ActionClient  # rclpy's loses replies under load
 
             self._action = ActionClient(node, GripperCommand, topic, callback_group=callback_group)
             return

@@ -50,6 +50,7 @@ from rt2_ros.ros.conversions import (
     import_rt2_msgs,
     outcome_to_action_msg,
     stamp_to_s,
+    string_from_cdr,
     transition_to_episode_msg,
     twist_to_msg,
 )
@@ -159,7 +160,8 @@ class Rt2Node(Node):
 
         # inputs
         self.camera = ImageInput(self, t, self.controller, self.now_s, self._reject, self._warn_once, g)
-        self.create_subscription(String, t.instruction, self._on_instruction, 10, callback_group=g)
+        # raw: the text is decoded strictly here (conversions.string_from_cdr), not by rclpy
+        self.create_subscription(String, t.instruction, self._on_instruction, 10, callback_group=g, raw=True)
         self.ee_pose = EePoseInput(self, cfg, self.controller, self.now_s, self._reject, self._warn_once, g)
         self.servo = ServoClient(self, cfg.servo, self._on_servo_halt, callback_group=g)
         if self.controller.joint_mode:
@@ -216,7 +218,10 @@ class Rt2Node(Node):
 
     def _handle_transitions(self) -> None:
         """Publish every episode transition; a stop sends a zero twist at once and arms
-        the zero burst; a start brings Servo up. Thread-safe."""
+        the zero burst; a start brings Servo up. Thread-safe; without transitions it takes
+        no lock (input callbacks call it at their rate)."""
+        if not self.controller.has_transitions:
+            return
         with self._pub_lock:
             ts = self.controller.drain_transitions()
             if not ts:
@@ -305,17 +310,26 @@ class Rt2Node(Node):
         self.visuals.publish_annotated(self.camera.latest, o)
 
     # -- inputs ----------------------------------------------------------------------------------
-    def _on_instruction(self, msg: String) -> None:
-        text = msg.data
+    def _on_instruction(self, raw: bytes, info) -> None:
+        """An instruction, serialised (decoded strictly: invalid UTF-8 and NUL bytes are
+        refused, not replaced or cut); ``info`` (rclpy's message info) gives its DDS
+        reception time, so one that waited in a queue while a stop was served never starts
+        an episode."""
+        try:
+            text = string_from_cdr(raw)
+        except ValueError as e:
+            self._reject("instruction", "instruction", str(e))
+            return
+        received_ns = (info.get("received_timestamp") if isinstance(info, dict) else None) or time.time_ns()
         if self.cfg.reset.home_before_episode and text.strip():
-            ok, why = self.reset_robot()
+            ok, why = self.reset_robot(mark_ns=received_ns)
             if not ok:
                 self._reject(
                     "instruction", "instruction", f"going home before the episode failed: {why}", throttle=False
                 )
                 return
         try:
-            self.controller.on_instruction(text, self.now_s())
+            self.controller.on_instruction(text, self.now_s(), received_ns)
         except ValueError as e:
             self._reject("instruction", f"instruction {text[:60]!r}", str(e))  # throttled: spam must not flood
         self._handle_transitions()
@@ -328,7 +342,7 @@ class Rt2Node(Node):
 
     # -- services --------------------------------------------------------------------------------
     def _srv_stop(self, request, response):
-        t = self.controller.cancel(self.now_s())
+        t = self.controller.cancel(self.now_s(), time.time_ns())
         self._handle_transitions()
         response.success = True
         response.message = (
@@ -338,7 +352,7 @@ class Rt2Node(Node):
 
     def _srv_estop(self, request, response):
         engaged = bool(request.data)
-        t = self.controller.set_estop(engaged, self.now_s())
+        t = self.controller.set_estop(engaged, self.now_s(), time.time_ns())
         self._handle_transitions()
         if engaged:
             with self._pub_lock:  # a stop even when idle
@@ -357,12 +371,13 @@ class Rt2Node(Node):
         response.success, response.message = self.reset_robot()
         return response
 
-    def reset_robot(self) -> tuple[bool, str]:
+    def reset_robot(self, mark_ns: int | None = None) -> tuple[bool, str]:
         """Cancel the running episode and bring the robot home (:class:`rt2_ros.ros.homing.Homing`).
-        Returns ``(success, message)``; never raises."""
+        Instructions received before ``mark_ns`` (ns, ``time.time_ns``; default now) are
+        dropped. Returns ``(success, message)``; never raises."""
         if self.controller.estop_engaged:
             return False, "the emergency stop is engaged; clear it (/rt2/e_stop false) before a reset"
-        if self.controller.cancel(self.now_s()) is not None:
+        if self.controller.cancel(self.now_s(), mark_ns) is not None:
             self._handle_transitions()
         return self.homing.home()
 

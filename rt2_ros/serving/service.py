@@ -89,14 +89,18 @@ class InferenceService:
 
     def check_key(self, authorization: str | None) -> bool:
         """True when no key is configured or ``authorization`` is ``"Bearer <key>"`` or
-        ``"Api-Key <key>"`` (openpi's ``WebsocketClientPolicy``), compared in constant
-        time (:func:`hmac.compare_digest`)."""
+        ``"Api-Key <key>"`` (openpi's ``WebsocketClientPolicy``).
+
+        The scheme name is case-insensitive and followed by one or more spaces (RFC 7235
+        section 2.1, RFC 6750 section 2.1: ``"Bearer" 1*SP b64token``); the key must match
+        exactly, nothing stripped or added (a trailing space is a different key), in
+        constant time (:func:`hmac.compare_digest`)."""
         if self._api_key is None:
             return True
-        scheme, _, token = (authorization or "").partition(" ")
-        if scheme.lower() not in ("bearer", "api-key"):
+        scheme, sep, rest = (authorization or "").partition(" ")
+        if not sep or scheme.lower() not in ("bearer", "api-key"):
             return False
-        return hmac.compare_digest(token.strip().encode(), self._api_key)
+        return hmac.compare_digest(rest.lstrip(" ").encode("utf-8", "surrogateescape"), self._api_key)
 
     def client_connected(self) -> None:
         """Count a connection (each sends one request at a time: see :meth:`answer`)."""

@@ -330,6 +330,9 @@ def _episodes(driver, policy: str, n: int, instructions: list[str], max_steps, a
             bar.update(1)
             ok = "success" if rec.success else "no success"
             tqdm.write(f"  {policy} #{k + 1}: {ins!r}: {rec.reason} after {rec.steps} steps, {ok} ({rec.detail})")
+            if rec.reason == "fault":  # the demo provokes none: a dead server, a Servo halt, ...
+                clean = False
+                tqdm.write(f"  {policy} #{k + 1} ended in a fault the demo did not ask for: the exit code will be 1")
     finally:
         bar.close()
     return records, clean

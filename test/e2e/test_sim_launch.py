@@ -142,3 +142,23 @@ def test_demo_script_is_valid_bash_and_bootstraps_first():
     code = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
     assert code.index("scripts/bootstrap.sh") < code.index("make-test-model") < code.index("rt2_ros.cli demo")
     assert "demo:" in (ROOT / "Makefile").read_text() and "scripts/demo.sh" in (ROOT / "Makefile").read_text()
+
+
+@pytest.mark.parametrize("reasons, clean", [(["terminate", "step_limit"], True), (["terminate", "fault"], False)])
+def test_an_episode_that_ends_in_a_fault_makes_the_runner_exit_non_zero(reasons, clean):
+    """The launch ends with the episode runner's status (sim.launch.py): a fault the demo did
+    not provoke (a dead server, a Servo halt) must not end in exit code 0 (issue 21)."""
+    import argparse
+
+    from rt2_ros.sim.demo import _episodes
+    from rt2_ros.sim.report import EpisodeRecord
+
+    class Driver:  # the episode runner's driver, answering recorded endings
+        def __init__(self):
+            self.ends = iter(reasons)
+
+        def run_episode(self, ins, backend, **kw):
+            return EpisodeRecord(instruction=ins, seed=0, backend=backend, steps=3, reason=next(self.ends))
+
+    records, ok = _episodes(Driver(), "vla", len(reasons), ["go"], 20, argparse.Namespace(no_progress=True))
+    assert [r.reason for r in records] == reasons and ok is clean

@@ -318,7 +318,7 @@ def test_markers_and_annotated_image_show_the_command(rig):
 
         th = threading.Thread(target=feed, daemon=True)
         th.start()
-        time.sleep(0.3)
+        assert wait_until(lambda: rig.node.controller._pose_slot is not None, 10.0)  # the pose reached the node
         st = rig.start("stack the cups")
         arr = markers.wait_for(lambda a: any(m.id == 0 and m.action == Marker.ADD for m in a.markers), 5.0)
         assert arr is not None
@@ -339,7 +339,8 @@ def test_markers_and_annotated_image_show_the_command(rig):
         stop_pose[0] = False
         th = threading.Thread(target=feed, daemon=True)
         th.start()
-        time.sleep(0.5)
+        face = pose.pose.position.x  # readiness: the node holds the pose at the face (not a fixed wait)
+        assert wait_until(lambda: (p := rig.node.controller._pose_slot) is not None and p[0][0] == face, 10.0)
         t_face = time.time()
         wait_until(lambda: len(rig.twists_after(t_face)) >= 10, 10.0)
         tw = rig.twists_after(t_face)

@@ -77,6 +77,7 @@ class NodeProcess:
                 "control.period_s": PERIOD_S,
                 "control.max_steps": 10000,
                 "control.terminate_debounce": 100,
+                "policy.max_failed_steps": 0,  # the episode waits for the restarted child, however long
                 # The random model prefers "2" to "0" as first field on this camera image: "2" means
                 # "keep going" here, so the arm moves.
                 "action.continue_token": 2,

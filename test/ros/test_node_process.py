@@ -19,6 +19,7 @@ from ros_helpers import (
     stamp_s,
     wait_for_publishers,
     wait_for_subscribers,
+    wait_until,
 )
 from scripted_policy import ScriptedTextPolicy
 from std_msgs.msg import String
@@ -74,7 +75,14 @@ def test_camera_and_instruction_from_another_process_drive_the_node():
             _stop(proc)
 
 
-def test_node_process_runs_and_sends_a_zero_twist_on_ctrl_c():
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.parametrize("sigint_ignored", [False, True], ids=["sigint_default", "sigint_inherited_ignored"])
+def test_node_process_runs_and_sends_a_zero_twist_on_ctrl_c(sigint_ignored):
+    """Ctrl-C stops the node with a zero twist, also when it inherited SIGINT as ignored
+    (``cmd &`` from a non-interactive shell, some supervisors): the node installs its own."""
     with RosHarness() as h:
         probe = h.make_node("rt2_test_probe")
         twists = Collector(probe, TwistStamped, "/servo_node/delta_twist_cmds", 2000)
@@ -99,6 +107,7 @@ def test_node_process_runs_and_sends_a_zero_twist_on_ctrl_c():
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
+            preexec_fn=_ignore_sigint if sigint_ignored else None,
         )
         try:
             assert wait_for_subscribers(instruction, timeout_s=30.0), "the node process never came up"
@@ -112,10 +121,13 @@ def test_node_process_runs_and_sends_a_zero_twist_on_ctrl_c():
             rc = proc.wait(15)
             out = proc.stdout.read()
             assert rc == 0, out
-            time.sleep(0.3)
-            tw = twists.messages
-            last_moving = max(i for i, m in enumerate(tw) if not is_zero_twist(m))
-            assert last_moving < len(tw) - 1 and is_zero_twist(tw[-1]), "no zero twist after Ctrl-C"
+
+            def stopped() -> bool:  # the node's last twists may still be on their way
+                tw = twists.messages
+                last_moving = max(i for i, m in enumerate(tw) if not is_zero_twist(m))
+                return last_moving < len(tw) - 1 and is_zero_twist(tw[-1])
+
+            assert wait_until(stopped, 5.0), "no zero twist after Ctrl-C"
             end = episodes.wait_for(lambda m: m.state == FINISHED, 2.0)
             assert end is not None and end.reason == "cancelled"
         finally:

@@ -210,6 +210,7 @@ def test_controller_stops_the_robot_when_the_server_is_killed_mid_episode_and_re
             "safety.require_ee_pose": False,
             "control.max_duration_s": 60.0,
             "control.max_steps": 1000,
+            "policy.max_failed_steps": 0,  # the episode waits for the restarted server, however long
         }
     )
     proc, url = serve_subprocess("--policy", "remote_fakes:make_image_policy", "--no-warmup")
@@ -305,6 +306,7 @@ def test_node_publishes_zero_twists_when_the_server_dies_and_moves_again_when_it
                     "control.servo_rate_hz": 50.0,
                     "control.max_duration_s": 120.0,
                     "control.max_steps": 100000,
+                    "policy.max_failed_steps": 0,  # the episode waits for the restarted server
                     "safety.max_linear_accel_mps2": 100.0,
                     "safety.require_ee_pose": False,
                 },

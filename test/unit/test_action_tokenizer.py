@@ -123,9 +123,43 @@ def test_non_string_output_is_rejected():
         RT2ActionTokenizer(BOUNDS).decode(None)  # type: ignore[arg-type]
 
 
-def test_whitespace_around_fields_is_accepted():
-    a = RT2ActionTokenizer(BOUNDS).decode("  1  128\t128 128 128 128 128 128\n")
+def test_padding_and_runs_of_spaces_are_accepted():
+    """The tolerated variants: ASCII whitespace around the integers, runs of ASCII spaces
+    between them (issue 21 keeps these; the separators themselves must be ASCII spaces)."""
+    a = RT2ActionTokenizer(BOUNDS).decode(" \t 1  128 128 128 128 128 128 128\r\n")
     assert a.tokens == (1,) + (128,) * 7
+
+
+def test_the_chain_of_thought_prefix_is_accepted():
+    a = RT2ActionTokenizer(BOUNDS).decode("Plan: pick rxbar chocolate. Action: 1 128 124 136 121 158 111 255\n")
+    assert a.plan == "pick rxbar chocolate" and a.tokens == (1, 128, 124, 136, 121, 158, 111, 255)
+
+
+@pytest.mark.parametrize(
+    "text, why",
+    [
+        ("1 128\u00a0128 128 128 128 128 128", "U\\+00A0"),  # no-break space
+        ("1 128\u2003128 128 128 128 128 128", "U\\+2003"),  # em space
+        ("1 128\u3000128 128 128 128 128 128", "U\\+3000"),  # ideographic space
+        ("1 128\t128 128 128 128 128 128", "U\\+0009"),  # a tab between fields
+        ("1 128\n128 128 128 128 128 128", "U\\+000A"),
+        ("1 0128 128 128 128 128 128 128", "leading zero"),
+        ("01 128 128 128 128 128 128 128", "leading zero"),
+        ("1 128 \u0661\u0662\u0668 128 128 128 128 128", "not a non-negative integer"),  # Arabic-Indic digits
+        ("1 128 \uff11\uff12\uff18 128 128 128 128 128", "not a non-negative integer"),  # fullwidth digits
+    ],
+)
+def test_only_ascii_digits_separated_by_ascii_spaces_decode(text, why):
+    """RT-2's output is ASCII digits separated by ASCII spaces (what a tokenizer's number
+    tokens produce); look-alike separators, leading zeros and other digits are refused."""
+    with pytest.raises(ActionDecodeError, match=why):
+        RT2ActionTokenizer(BOUNDS).decode(text)
+    with pytest.raises(ActionDecodeError, match=why):
+        RT2ActionTokenizer(BOUNDS, horizon=2).decode_chunk(text + " 0 128 128 128 128 128 128 128")
+
+
+def test_a_single_zero_is_not_a_leading_zero():
+    assert RT2ActionTokenizer(BOUNDS).decode("0 0 255 0 0 0 0 0").tokens == (0, 0, 255, 0, 0, 0, 0, 0)
 
 
 def test_split_chain_of_thought_without_plan():

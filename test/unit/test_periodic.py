@@ -47,7 +47,11 @@ def test_a_stall_restarts_the_grid_instead_of_bursting():
     t.stop()
     after = stamps[3:8]
     assert t.overruns >= 1
-    assert min(b - a for a, b in zip(after, after[1:])) > 0.003  # no back-to-back catch-up ticks
+    # No catch-up burst: a 0.3 s stall would owe 30 ticks, all back to back. A tick that the
+    # OS ran less than one period late runs at once and the next keeps the grid, so on a
+    # loaded machine at most every other gap can be short, never all of them.
+    gaps = [b - a for a, b in zip(after, after[1:])]
+    assert sum(g < 0.003 for g in gaps) <= len(gaps) // 2, gaps
 
 
 def test_bad_period_is_refused():

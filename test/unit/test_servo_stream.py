@@ -100,6 +100,17 @@ def _worker(ctrl, period_s=0.05, fail=False):
     return w, steps, errors
 
 
+def _wait_for(pred, timeout_s: float = 10.0) -> bool:
+    import time
+
+    end = time.monotonic() + timeout_s
+    while not pred():
+        if time.monotonic() > end:
+            return False
+        time.sleep(0.005)
+    return True
+
+
 def test_control_worker_steps_on_its_grid_only_while_an_episode_runs():
     import time
 
@@ -111,10 +122,14 @@ def test_control_worker_steps_on_its_grid_only_while_an_episode_runs():
         assert steps == []  # no episode: no model call
         ctrl.running = True
         w.wake()
-        time.sleep(0.33)
-        assert 3 <= len(steps) <= 8  # about one per 0.05 s period
+        t0 = time.monotonic()
+        assert _wait_for(lambda: len(steps) >= 4)  # about one per 0.05 s period
+        elapsed = time.monotonic() - t0
+        assert len(steps) <= elapsed / 0.05 + 3  # never more than the grid allows
         gaps = [b - a for a, b in zip(steps, steps[1:])]
-        assert min(gaps) >= 0.045  # never a burst of catch-up steps
+        # No burst of catch-up steps: a step the OS ran late (less than a period) keeps the
+        # grid, so the next gap may be short, never several in a row.
+        assert not any(a < 0.02 and b < 0.02 for a, b in zip(gaps, gaps[1:])), gaps
     finally:
         w.stop(2.0)
     n = len(steps)
