@@ -8,7 +8,7 @@ return. ROS-free and clock-agnostic (every method takes ``now_s``); thread-safe,
 
 Inputs never contend with the control path (issue 21): the newest end-effector pose and
 image each live in a latest-value slot, one immutable tuple replaced by a single
-attribute store (atomic under the GIL), which :meth:`servo_command` and :meth:`step`
+attribute store (atomic under the GIL), which :meth:`Controller.servo_command` and :meth:`Controller.step`
 read without a lock. The controller's lock guards only the episode, the action queue and
 the twist, which the servo tick, the control step, instructions and stops change. With
 the one lock taken by every pose and image callback (100 Hz-1 kHz), a callback thread
@@ -16,9 +16,9 @@ preempted inside it held up the servo tick until it got the GIL back behind the 
 callback threads: gaps of 0.2-1 s in the twist stream (issue 21, a sampling profile).
 Instructions are bounded before they reach the lock (:class:`InstructionRateLimit`,
 its own small lock; dropped ones are counted), and nothing received before a stop
-(:meth:`cancel`, :meth:`set_estop`) starts an episode after it (``received_ns``).
+(:meth:`Controller.cancel`, :meth:`Controller.set_estop`) starts an episode after it (``received_ns``).
 
-Per control period the worker calls :meth:`step`: the policy runs on the newest
+Per control period the worker calls :meth:`Controller.step`: the policy runs on the newest
 image, its output is decoded; a valid action becomes the velocity ``delta / period``
 (:func:`rt2_ros.motion.delta_to_twist`) held for one control period, then zero
 until the next action (``shared/docs/rt2-reference.md``, MoveIt Servo: twists are

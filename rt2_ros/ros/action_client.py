@@ -28,10 +28,13 @@ class ActionClient(_RclpyActionClient):
         super().__init__(*args, **kwargs)
 
     def take_data(self):
+        """rclpy's ``take_data``, under the request lock (a reply waits until its future exists)."""
         with self._request_lock:
             return super().take_data()
 
     def send_goal_async(self, goal, feedback_callback=None, goal_uuid=None):
+        """rclpy's ``send_goal_async`` (same arguments, returns its future), with the request
+        sent and its future registered under the request lock."""
         with self._request_lock:
             return super().send_goal_async(goal, feedback_callback, goal_uuid)
 
