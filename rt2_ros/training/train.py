@@ -493,7 +493,7 @@ def _split_episodes(n: int, spec: str, seed: int) -> tuple[list[int], list[int]]
 def _load_base(path: Path, dtype: Any) -> tuple[Any, Any, bool, dict]:
     from transformers import AutoProcessor
 
-    from rt2_ros.policies.transformers_policy import _load_model
+    from rt2_ros.policies.checkpoints import _load_model
 
     cfg_file = path / "config.json"
     if not cfg_file.is_file():

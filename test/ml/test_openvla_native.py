@@ -286,7 +286,7 @@ def test_trust_remote_code_routes_to_the_checkpoints_own_code(fx):
 def test_remote_code_classes_get_generate():
     from transformers import GenerationMixin, PretrainedConfig, PreTrainedModel
 
-    from rt2_ros.policies.transformers_policy import _with_generation_mixin
+    from rt2_ros.policies.checkpoints import _with_generation_mixin
 
     class RemoteLike(PreTrainedModel):  # like OpenVLAForActionPrediction under transformers 5
         config_class = PretrainedConfig
