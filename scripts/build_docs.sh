@@ -12,7 +12,7 @@ rm -rf docs_build docs_output cross_reference
 mkdir -p docs_build
 log=docs_build/rosdoc2.log   # the whole output, kept
 start=$(date +%s%N)
-export RT2_DOCS_ROOT="$ROOT" RT2_DOCS_WARNINGS="$ROOT/docs_build/warnings.txt"
+export RT2_DOCS_ROOT="$ROOT" RT2_DOCS_WARNINGS="$ROOT/docs_build/warnings.txt" NO_COLOR=1
 set +e
 rosdoc2 build --package-path . --doc-build-directory docs_build --output-directory docs_output \
     --cross-reference-directory cross_reference >"$log" 2>&1
@@ -25,7 +25,10 @@ end=$(date +%s%N)
 warnings="$(cat "$RT2_DOCS_WARNINGS" 2>/dev/null || true)"
 n=0
 [ -n "$warnings" ] && n=$(printf '%s\n' "$warnings" | wc -l)
-grep -q "^build succeeded\.$" "$log" || { [ "$rc" -eq 0 ] && [ "$n" -eq 0 ] && n=1 && warnings="$(grep -E "^build (succeeded|finished)" "$log" || echo "Sphinx did not report success")"; }
+# Sphinx colours its output when it thinks it may (CI=true did it here): read the log without
+# ANSI escapes, and ask for none.
+plain="$(sed 's/\x1b\[[0-9;]*m//g' "$log")"
+grep -q "^build succeeded\.$" <<<"$plain" || { [ "$rc" -eq 0 ] && [ "$n" -eq 0 ] && n=1 && warnings="$(grep -E "^build (succeeded|finished)" <<<"$plain" || echo "Sphinx did not report success")"; }
 if [ "$rc" -ne 0 ] || [ "$n" -ne 0 ]; then
   [ "$rc" -ne 0 ] && tail -40 "$log"
   [ -n "$warnings" ] && printf '%s\n' "$warnings"
