@@ -474,7 +474,7 @@ def test_batched_server_inference_equals_unbatched_in_process_inference(tiny_mod
 # -- scale-out: replicas behind one address on Ray Serve (skipped when ray[serve] is absent) -------
 
 
-def test_ray_serve_runs_replicas_behind_one_address_with_the_same_protocol():
+def test_ray_serve_runs_replicas_behind_one_address_with_the_same_protocol(monkeypatch):
     pytest.importorskip("ray.serve", reason='Ray Serve is not installed (pip install "ray[serve]")')
     import socket
 
@@ -490,7 +490,13 @@ def test_ray_serve_runs_replicas_behind_one_address_with_the_same_protocol():
         "PYTHONPATH": os.pathsep.join([str(HELPERS), str(ROOT)]),
         "RT2_RAY_TEST_KEY": "ray-key",
         "RT2_FAKE_DELAY_S": "0.01",
+        # Serve's controller kills an HTTP proxy not ready within 5 s (its default ready
+        # check) and serve.start() then fails with ActorDiedError: a loaded 2-core machine
+        # (load 4 beside CPU burners, fresh-clone CI) needs longer to import and start it.
+        "RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S": "60",
     }
+    # The local raylet and the controller inherit the driver's environment too.
+    monkeypatch.setenv("RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S", "60")
     ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": env})
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
