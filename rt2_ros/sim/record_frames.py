@@ -27,13 +27,42 @@ __all__ = ["record_frames", "main"]
 
 
 class _Capture(Policy):
-    """Runs ``acting`` (the executed action) and ``label`` (the recorded answer) on each frame."""
+    """Runs ``acting`` (the executed action) and ``label`` (the recorded answer) on each frame.
 
-    def __init__(self, label: Policy, acting: Policy | None, beta: float, rng: Any):
+    With ``noise_bins`` > 0 (and no ``acting`` policy) the executed action is the label with
+    Gaussian noise of ``noise_bins`` bins (the episode's draw) added to its x, y, z tokens (DART, Laskey et al. 2017,
+    "DART: Noise Injection for Robust Imitation Learning"): the arm leaves the expert's path
+    and the recorded labels are the expert's corrections from there, which a policy trained
+    only on the expert's own path never sees. It also breaks the copycat shortcut of a policy
+    with a frame history (Wen et al. 2020, "Fighting Copycat Agents in Behavioral Cloning
+    from Observation Histories"): the executed motion is no longer the label. A terminate
+    answer is executed as it is.
+    """
+
+    def __init__(
+        self,
+        label: Policy,
+        acting: Policy | None,
+        beta: float,
+        rng: Any,
+        noise_bins: float = 0.0,
+        codec: Any = None,
+    ):
         self.label, self.acting, self.beta, self.rng = label, acting, float(beta), rng
+        self.noise_bins, self.codec = float(noise_bins), codec
         self.metadata = label.metadata
         self.frames: list[np.ndarray] = []
         self.tokens: list[tuple[int, ...]] = []
+
+    def _noisy(self, lab: Any) -> Any:
+        from rt2_ros.policies.base import result_from_output
+
+        tokens = [int(v) for v in lab.action.tokens]
+        if tokens[0] == self.codec.terminate_token:
+            return lab
+        for k in (1, 2, 3):  # x, y, z motion bins
+            tokens[k] = min(self.codec.bins - 1, max(0, round(tokens[k] + self.rng.gauss(0.0, self.noise_bins))))
+        return result_from_output(self.codec, " ".join(map(str, tokens)), tuple(tokens))
 
     def infer_batch(self, observations):
         out = []
@@ -44,6 +73,8 @@ class _Capture(Policy):
                 self.tokens.append(tuple(int(v) for v in lab.action.tokens))
             if self.acting is not None and self.rng.random() >= self.beta:
                 out.append(self.acting.infer(o.image, o.instruction))
+            elif self.noise_bins > 0 and lab.action is not None:
+                out.append(self._noisy(lab))
             else:
                 out.append(lab)
         return out
@@ -63,6 +94,7 @@ def record_frames(
     max_steps: int = 60,
     colors: Sequence[str] | None = None,
     keep_failures: bool = False,
+    noise_bins: float = 0.0,
 ) -> dict[str, Any]:
     """Run one episode per (instruction, layout seed) and write the ``.npz`` described above.
 
@@ -76,12 +108,18 @@ def record_frames(
         colors: scene block colours (default red, green, blue).
         keep_failures: keep the frames of episodes the task check calls failed (DAgger keeps
             them: the expert's labels on the learner's mistakes are the point).
+        noise_bins: DART noise: the executed x, y, z tokens are the expert's plus Gaussian
+            noise whose standard deviation each episode draws uniformly from
+            [0, ``noise_bins``] bins (0 = the expert's own path; a mixture, because a large
+            noise keeps the expert hovering at the block for the whole step limit); the
+            recorded tokens stay the expert's.
 
     Returns:
         ``{"episodes", "kept", "frames", "successes"}``.
     """
     import random
 
+    from rt2_ros.action_tokenizer import make_codec
     from rt2_ros.controller import Controller
     from rt2_ros.sim.expert import ScriptedExpertPolicy
     from rt2_ros.sim.inprocess import run_episode
@@ -95,12 +133,12 @@ def record_frames(
         extra.update({"policy.backend": "local", "policy.model_path": str(learner_dir), "policy.process": "in_process"})
     cfg = load_sim_settings().rt2_config(extra=extra)
     if learner_dir:
-        from rt2_ros.action_tokenizer import make_codec
         from rt2_ros.config import with_model_settings
         from rt2_ros.policies.rt1.policy import RT1Policy
 
         cfg, _ = with_model_settings(cfg)
         learner = RT1Policy.from_pretrained(learner_dir, make_codec(cfg.action), num_threads=1)
+    codec = make_codec(cfg.action)
     rng = random.Random(int(pairs[0][1]) if pairs else 0)
     world = SimWorld(SceneConfig(colors=tuple(colors)) if colors else None, seed=int(pairs[0][1]) if pairs else 0)
     images, tokens, episode, frame_index = [], [], [], []
@@ -108,7 +146,7 @@ def record_frames(
     try:
         for instruction, seed in pairs:
             expert = ScriptedExpertPolicy.from_config(cfg, ground_truth=world.ground_truth)
-            cap = _Capture(expert, learner, beta, rng)
+            cap = _Capture(expert, learner, beta, rng, rng.uniform(0.0, noise_bins) if noise_bins else 0.0, codec)
             rec = run_episode(world, Controller(cfg, cap), instruction, seed=int(seed), keep_frames=False)
             if not (rec.success or keep_failures) or not cap.frames:
                 continue
@@ -140,8 +178,8 @@ def record_frames(
 
 
 def _part(args: tuple) -> dict:
-    out_file, pairs, bins, learner_dir, beta, max_steps, colors, keep = args
-    return record_frames(out_file, pairs, bins, learner_dir, beta, max_steps, colors, keep)
+    out_file, pairs, bins, learner_dir, beta, max_steps, colors, keep, noise = args
+    return record_frames(out_file, pairs, bins, learner_dir, beta, max_steps, colors, keep, noise)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -163,6 +201,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--learner", default=None, help="DAgger: model directory whose actions are executed")
     p.add_argument("--beta", type=float, default=0.0, help="DAgger: probability of executing the expert's action")
     p.add_argument("--max-steps", type=int, default=60, help="step limit per episode")
+    p.add_argument(
+        "--noise-bins",
+        type=float,
+        default=0.0,
+        help="DART: Gaussian noise on the executed x/y/z tokens, at most this many bins (per-episode draw)",
+    )
     p.add_argument("--prefix", default="part", help="file name prefix")
     a = p.parse_args(argv)
     try:
@@ -173,9 +217,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     w = max(1, a.workers)
-    keep = a.learner is not None
+    keep = a.learner is not None or a.noise_bins > 0
     parts = [
-        (out / f"{a.prefix}{i}.npz", pairs[i::w], a.bins, a.learner, a.beta, a.max_steps, None, keep) for i in range(w)
+        (out / f"{a.prefix}{i}.npz", pairs[i::w], a.bins, a.learner, a.beta, a.max_steps, None, keep, a.noise_bins)
+        for i in range(w)
     ]
     with ProcessPoolExecutor(w) as ex:
         stats = list(ex.map(_part, parts))
