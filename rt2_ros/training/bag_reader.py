@@ -90,6 +90,13 @@ class Scan:
         self.bad: list[Problem] = []
 
     def run(self) -> None:
+        """Read the file once, filling ``streams``, ``events``, ``jumps``, ``count`` and ``bad``
+        (undecodable messages).
+
+        Raises:
+            OSError: the file cannot be read.
+            ValueError: no summary section (unfinished recording), or a topic's schema cannot be decoded.
+        """
         from mcap.reader import make_reader
         from mcap_ros2.decoder import DecoderFactory
 
