@@ -63,6 +63,7 @@ from rt2_ros.policies.base import (
     result_from_output,
 )
 from rt2_ros.remote.protocol import PROTOCOL_VERSION, ProtocolError, is_loopback, packb, unpackb
+from rt2_ros.remote.send_failures import send_failures
 
 __all__ = ["RemotePolicy"]
 
@@ -436,8 +437,6 @@ class RemotePolicy(Policy):
             PolicyError: not connected (and reconnecting failed or is backing off),
                 connection lost, late reply, or an error reply from the server.
         """
-        from websockets.exceptions import ConnectionClosed
-
         observations = list(observations)
         if not observations:
             return []
@@ -458,7 +457,7 @@ class RemotePolicy(Policy):
                 self._check_limits(obs)
             ids = []
             sent_at: dict[int, float] = {}
-            try:
+            with send_failures(self._fail, self.server_url, self.timeout_s):
                 for obs in observations:
                     rid = self._next_id
                     self._next_id += 1
@@ -473,18 +472,6 @@ class RemotePolicy(Policy):
                     sent_at[rid] = time.perf_counter()
                     self._send(data, deadline)
                     ids.append(rid)
-            except TimeoutError:
-                raise self._fail(
-                    f"sending to {self.server_url} did not finish within {self.timeout_s:.3f} s "
-                    "(the server is not reading); connection aborted",
-                    reconnect=True,
-                ) from None
-            except ConnectionClosed as e:
-                raise self._fail(f"connection to {self.server_url} lost ({e})", reconnect=True) from None
-            except Exception as e:  # noqa: BLE001
-                raise self._fail(
-                    f"sending to {self.server_url} failed: {type(e).__name__}: {e}", reconnect=True
-                ) from None
 
             replies: dict[int, tuple[dict, float]] = {}
             wanted = set(ids)

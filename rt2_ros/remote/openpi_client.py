@@ -56,6 +56,7 @@ from rt2_ros.remote.client import RemotePolicy
 from rt2_ros.remote.openpi_profile import Profile, resize_with_pad, state_arrays
 from rt2_ros.remote.openpi_wire import pack, plain, unpack
 from rt2_ros.remote.protocol import ProtocolError, is_loopback
+from rt2_ros.remote.send_failures import send_failures
 
 __all__ = ["OpenPIPolicy", "MAX_REPLY_BYTES"]
 
@@ -193,8 +194,6 @@ class OpenPIPolicy(RemotePolicy):
         return [self._infer_one(data, prep_ms) for data, prep_ms in requests]
 
     def _infer_one(self, data: bytes, prep_ms: float) -> PolicyResult:
-        from websockets.exceptions import ConnectionClosed
-
         with self._lock:
             deadline = time.monotonic() + self.timeout_s
             if self._ws is not None and not self._is_open(self._ws):
@@ -203,19 +202,8 @@ class OpenPIPolicy(RemotePolicy):
             if self._ws is None:
                 self._connect(deadline)
             t_send = time.perf_counter()
-            try:
+            with send_failures(self._fail, self.server_url, self.timeout_s):
                 self._send(data, deadline)
-            except TimeoutError:
-                raise self._fail(
-                    f"sending to {self.server_url} did not finish within {self.timeout_s:.3f} s; connection aborted",
-                    reconnect=True,
-                ) from None
-            except ConnectionClosed as e:
-                raise self._fail(f"connection to {self.server_url} lost ({e})", reconnect=True) from None
-            except Exception as e:  # noqa: BLE001
-                raise self._fail(
-                    f"sending to {self.server_url} failed: {type(e).__name__}: {e}", reconnect=True
-                ) from None
             try:
                 reply = self._recv(deadline)
             except TimeoutError:

@@ -5,6 +5,10 @@ CDR messages from the message definitions stored in them, so no ROS installation
 needed. Input: MCAP files (``rt2-ros demo --record``, ``ros2 bag record -s mcap``; a
 rosbag2 directory is searched for its ``*.mcap`` files).
 
+This module makes episodes and control steps of the messages; reading the MCAP files is
+:mod:`rt2_ros.training.bag_reader`, the shared types :mod:`rt2_ros.training.bag_types` (their
+public names are re-exported here).
+
 Topics read (names from the ``topics`` section of ``config/rt2.yaml`` unless given):
 
 * camera: ``sensor_msgs/Image`` (rgb8, bgr8, rgba8, bgra8, mono8) or
@@ -56,12 +60,28 @@ import dataclasses
 import logging
 import math
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from rt2_ros.images import decode_compressed, raw_to_rgb
+# Re-exported: ``rt2_ros.training.bags`` stays the one import for readers of recordings.
+from rt2_ros.training.bag_reader import Scan, decode_image, decode_images, find_bags, tf_pose_stream
+from rt2_ros.training.bag_types import (
+    ACTION_NAMES,
+    COMPRESSED_TYPES,
+    EPS,
+    IMAGE_TYPES,
+    STATE_NAMES,
+    BagResult,
+    BagTopics,
+    Problem,
+    ReadOptions,
+    Segment,
+    Stream,
+    camera_name,
+    select,
+)
 
 __all__ = [
     "BagTopics",
@@ -71,6 +91,7 @@ __all__ = [
     "BagResult",
     "find_bags",
     "read_bag",
+    "decode_image",
     "camera_name",
     "STATE_NAMES",
     "ACTION_NAMES",
@@ -78,256 +99,12 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Names of ``observation.state``: end-effector position (m) and orientation
-#: (unit quaternion x y z w, ``w >= 0``) in the planning frame, gripper in [0, 1] (1 = open).
-STATE_NAMES = ("x", "y", "z", "qx", "qy", "qz", "qw", "gripper")
-#: Names of ``action`` (RT-2 order after ``terminate``): m, m, m, rad, rad, rad, gripper units.
-ACTION_NAMES = ("dx", "dy", "dz", "drx", "dry", "drz", "gripper")
-
 #: Instruction texts that end an episode when no episode topic was recorded.
 STOP_WORDS = ("", "stop", "cancel", "done")
 _RUNNING, _FINISHED = 1, 2
-_IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/Image")
-_COMPRESSED_TYPES = ("sensor_msgs/msg/CompressedImage", "sensor_msgs/CompressedImage")
-#: Time tolerance of lookups (float seconds from integer nanoseconds), s.
-_EPS = 1e-6
 
 
-def camera_name(topic: str) -> str:
-    """Camera name of an image topic: ``/camera/image_raw`` -> ``camera``,
-    ``/wrist/color/image_raw/compressed`` -> ``wrist_color``."""
-    parts = [p for p in topic.strip("/").split("/") if p]
-    drop = {"image_raw", "image", "compressed", "image_rect", "image_rect_color", "image_color"}
-    keep = [p for p in parts if p not in drop] or parts or ["camera"]
-    return "_".join(keep)
-
-
-@dataclasses.dataclass(frozen=True)
-class BagTopics:
-    """Topic names to read.
-
-    Attributes:
-        images: camera topics (raw or compressed), one dataset camera each.
-        instruction, ee_pose, gripper_command, episode, action: see the module doc.
-        gripper_state: optional gripper state topic ("" = use the command).
-        tf, tf_static: used for the end-effector pose when ``ee_pose`` has no messages.
-    """
-
-    images: tuple[str, ...] = ("/camera/image_raw",)
-    instruction: str = "/rt2/instruction"
-    ee_pose: str = "/rt2/ee_pose"
-    gripper_command: str = "/rt2/gripper_command"
-    gripper_state: str = ""
-    episode: str = "/rt2/episode"
-    action: str = "/rt2/action"
-    tf: str = "/tf"
-    tf_static: str = "/tf_static"
-
-    @classmethod
-    def from_config(cls, cfg: Any, images: Sequence[str] | None = None, gripper_state: str = "") -> "BagTopics":
-        """Topic names from an :class:`~rt2_ros.config.RT2Config` (``topics`` section)."""
-        t = cfg.topics
-        cams = tuple(images) if images else ((t.compressed_image,) if t.compressed_image else (t.image,))
-        return cls(
-            images=cams,
-            instruction=t.instruction,
-            ee_pose=t.ee_pose,
-            gripper_command=t.gripper,
-            gripper_state=gripper_state,
-            episode=t.episode,
-            action=t.action,
-        )
-
-
-@dataclasses.dataclass(frozen=True)
-class ReadOptions:
-    """How recordings become control steps.
-
-    Attributes:
-        period_s: control period (``control.period_s``), s.
-        planning_frame, ee_frame, command_frame: ``frames`` section.
-        rotation_convention: ``"rpy"`` or ``"rotvec"`` (``action.rotation_convention``).
-        action_source: ``"auto"`` (recorded actions where the episode has them, else
-            from poses), ``"recorded"`` or ``"poses"``.
-        max_image_age_s: oldest camera frame a step may use, s (None: one period).
-        max_pose_gap_s: widest spacing of two pose samples interpolated between, s (None: one period).
-        clock_jump_tolerance_s: a message this much older than one before it (file
-            order) is a clock jump, s.
-        gripper_joints, gripper_open_width_m: JointState gripper state: joints summed,
-            divided by the open width (Panda: two fingers, 0.08 m).
-        default_gripper: gripper value when a bag has no gripper topic (1 = open).
-    """
-
-    period_s: float = 0.2
-    planning_frame: str = "panda_link0"
-    ee_frame: str = "panda_hand"
-    command_frame: str = "panda_link0"
-    rotation_convention: str = "rpy"
-    action_source: str = "auto"
-    max_image_age_s: float | None = None
-    max_pose_gap_s: float | None = None
-    clock_jump_tolerance_s: float = 0.1
-    gripper_joints: tuple[str, ...] = ("panda_finger_joint1", "panda_finger_joint2")
-    gripper_open_width_m: float = 0.08
-    default_gripper: float = 1.0
-
-    def __post_init__(self) -> None:
-        if not (self.period_s > 0 and math.isfinite(self.period_s)):
-            raise ValueError(f"period_s must be > 0, got {self.period_s}")
-        if self.action_source not in ("auto", "recorded", "poses"):
-            raise ValueError(f"action_source must be auto, recorded or poses, got {self.action_source!r}")
-        if self.rotation_convention not in ("rpy", "rotvec"):
-            raise ValueError(f"rotation_convention must be rpy or rotvec, got {self.rotation_convention!r}")
-        if self.command_frame not in (self.planning_frame, self.ee_frame):
-            raise ValueError(
-                f"frames.command_frame {self.command_frame!r} must be the planning frame "
-                f"({self.planning_frame!r}) or the end-effector frame ({self.ee_frame!r}) to derive actions from poses"
-            )
-
-    @classmethod
-    def from_config(cls, cfg: Any, **kw: Any) -> "ReadOptions":
-        """Options from an :class:`rt2_ros.config.RT2Config` (period, frames, rotation convention, topics); ``kw`` overrides."""
-        f = cfg.frames
-        return cls(
-            period_s=cfg.control.period_s,
-            planning_frame=f.planning_frame,
-            ee_frame=f.ee_frame,
-            command_frame=f.command_frame,
-            rotation_convention=cfg.action.rotation_convention,
-            **kw,
-        )
-
-    @property
-    def image_age_s(self) -> float:
-        """Oldest camera frame a step may use (s): ``max_image_age_s``, default one period."""
-        return self.period_s if self.max_image_age_s is None else self.max_image_age_s
-
-    @property
-    def pose_gap_s(self) -> float:
-        """Largest gap between pose samples bridged (s): ``max_pose_gap_s``, default one period."""
-        return self.period_s if self.max_pose_gap_s is None else self.max_pose_gap_s
-
-
-@dataclasses.dataclass
-class Problem:
-    """One bad stretch of input, skipped.
-
-    Attributes:
-        bag: file name.
-        time_s: time into the bag (s since its first message) where it starts.
-        kind: ``no_image_topic``, ``no_pose``, ``no_instruction``, ``image_gap``,
-            ``pose_gap``, ``nan_pose``, ``clock_jump``, ``bad_image``, ``bad_message``.
-        message: what was wrong, for people.
-        steps: control steps lost (0 when none was due there).
-    """
-
-    bag: str
-    time_s: float
-    kind: str
-    message: str
-    steps: int = 0
-
-    def __str__(self) -> str:
-        lost = f" ({self.steps} control step{'s' if self.steps != 1 else ''} skipped)" if self.steps else ""
-        return f"{self.bag} at {self.time_s:.2f} s: {self.message}{lost}"
-
-
-@dataclasses.dataclass
-class Segment:
-    """Consecutive valid control steps of one recorded episode: one dataset episode.
-
-    Attributes:
-        bag: source file name.
-        task: the cleaned instruction.
-        images: camera name -> list of ``uint8 (H, W, 3)`` frames, one per step.
-        state: ``float64 (N, 8)`` :data:`STATE_NAMES`.
-        action: ``float64 (N, 7)`` :data:`ACTION_NAMES`.
-        terminate: ``bool (N,)`` the RT-2 terminate field of each step's action.
-        done: the last step is the end of the recorded episode (not cut by a gap).
-        start_time_s: time into the bag of the first step, s.
-        step_times_s: ``float64 (N,)`` time into the bag of every step, s.
-        reason: how the recorded episode ended (``terminate``, ``step_limit``, ``stop``,
-            ``bag_end``, ...).
-        episode_in_bag, segment_in_episode: indices (0-based) for tracing.
-        action_source: ``"recorded"`` or ``"poses"``.
-    """
-
-    bag: str
-    task: str
-    images: dict[str, list[np.ndarray]]
-    state: np.ndarray
-    action: np.ndarray
-    terminate: np.ndarray
-    done: bool
-    start_time_s: float
-    step_times_s: np.ndarray
-    reason: str
-    episode_in_bag: int
-    segment_in_episode: int
-    action_source: str
-
-    def __len__(self) -> int:
-        return int(self.state.shape[0])
-
-
-@dataclasses.dataclass
-class BagResult:
-    """What one bag gave: its segments and its problems."""
-
-    bag: str
-    segments: list[Segment]
-    problems: list[Problem]
-    episodes: int = 0
-    messages: int = 0
-
-
-def find_bags(inputs: Iterable[str | Path]) -> list[Path]:
-    """MCAP files among ``inputs`` (files, or directories searched recursively), sorted.
-
-    Raises:
-        FileNotFoundError: an input does not exist, or nothing was found.
-        ValueError: a rosbag2 SQLite file (``.db3``) was given.
-    """
-    out: list[Path] = []
-    for item in inputs:
-        p = Path(item).expanduser()
-        if not p.exists():
-            raise FileNotFoundError(f"no such file or directory: {p}")
-        if p.is_dir():
-            found = sorted(p.rglob("*.mcap"))
-            if not found and list(p.rglob("*.db3")):
-                raise ValueError(
-                    f"{p} holds rosbag2 SQLite files (.db3): convert them with "
-                    "`ros2 bag convert` to MCAP, or record with `ros2 bag record -s mcap`"
-                )
-            out.extend(found)
-        elif p.suffix == ".db3":
-            raise ValueError(f"{p} is a rosbag2 SQLite file: convert it to MCAP with `ros2 bag convert`")
-        else:
-            out.append(p)
-    if not out:
-        raise FileNotFoundError(f"no .mcap files in {[str(i) for i in inputs]}")
-    return sorted(dict.fromkeys(out))
-
-
-# -- message decoding -------------------------------------------------------------------------
-
-
-def decode_image(msg: Any, compressed: bool) -> np.ndarray:
-    """A decoded ``sensor_msgs/Image`` or ``CompressedImage`` -> ``uint8 (H, W, 3)`` RGB, the
-    node's own decoding (:mod:`rt2_ros.images`), as a writable copy.
-
-    Raises:
-        ValueError: unsupported encoding, sizes that do not match the data, undecodable bytes.
-    """
-    if compressed:
-        return np.array(decode_compressed(msg.data, msg.format))
-    return np.array(raw_to_rgb(bytes(msg.data), msg.height, msg.width, msg.step, msg.encoding))
-
-
-def _pose_from_msg(pose: Any) -> np.ndarray:
-    p, q = pose.position, pose.orientation
-    return np.array([p.x, p.y, p.z, q.x, q.y, q.z, q.w], dtype=np.float64)
+# -- pose series ---------------------------------------------------------------------------
 
 
 def _valid_pose(v: np.ndarray) -> bool:
@@ -335,149 +112,6 @@ def _valid_pose(v: np.ndarray) -> bool:
         return False
     n = float(np.linalg.norm(v[3:7]))
     return abs(n - 1.0) < 0.1
-
-
-# -- scanning ----------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass
-class _Stream:
-    t: list[float] = dataclasses.field(default_factory=list)
-    seg: list[int] = dataclasses.field(default_factory=list)
-    v: list[Any] = dataclasses.field(default_factory=list)
-
-
-class _Scan:
-    """Pass 1 over a bag: every wanted message's time, clock segment and value
-    (images: only their position, decoded in pass 2)."""
-
-    def __init__(self, path: Path, topics: BagTopics, opts: ReadOptions):
-        self.path, self.topics, self.opts = path, topics, opts
-        self.streams: dict[str, _Stream] = {}
-        self.types: dict[str, str] = {}
-        self.events: list[tuple[float, int, str, Any]] = []  # (t, seg, kind, value) in file order
-        self.jumps: list[tuple[float, float]] = []  # (time before, time after), s into the bag
-        self.t0_ns: int | None = None
-        self.count = 0
-        self.bad: list[Problem] = []
-
-    def run(self) -> None:
-        from mcap.reader import make_reader
-        from mcap_ros2.decoder import DecoderFactory
-
-        factory = DecoderFactory()
-        decoders: dict[int, Any] = {}
-        with open(self.path, "rb") as f:
-            reader = make_reader(f)
-            summary = reader.get_summary()
-            if summary is None:
-                raise ValueError("the file has no summary section (unfinished recording?); `mcap recover` fixes it")
-            for ch in summary.channels.values():
-                sch = summary.schemas.get(ch.schema_id)
-                self.types[ch.topic] = sch.name if sch is not None else ""
-            wanted = self._wanted_topics()
-            seg, tmax = 0, -math.inf
-            tol = self.opts.clock_jump_tolerance_s
-            image_seq: dict[str, int] = {}
-            for schema, channel, message in reader.iter_messages(topics=wanted, log_time_order=False):
-                self.count += 1
-                if self.t0_ns is None:  # times are "into the bag": since the first message in the file
-                    self.t0_ns = int(message.log_time)
-                t = (message.log_time - self.t0_ns) * 1e-9
-                if t < tmax - tol:
-                    self.jumps.append((tmax, t))
-                    seg += 1
-                    tmax = t
-                else:
-                    tmax = max(tmax, t)
-                topic = channel.topic
-                st = self.streams.setdefault(topic, _Stream())
-                if topic in self._image_topics:
-                    k = image_seq.get(topic, 0)
-                    image_seq[topic] = k + 1
-                    st.t.append(t)
-                    st.seg.append(seg)
-                    st.v.append(k)
-                    continue
-                dec = decoders.get(schema.id)
-                if dec is None:
-                    dec = factory.decoder_for(channel.message_encoding, schema)
-                    if dec is None:
-                        raise ValueError(f"cannot decode {topic} ({schema.name}, {channel.message_encoding})")
-                    decoders[schema.id] = dec
-                try:
-                    msg = dec(message.data)
-                    value = self._value(topic, msg)
-                except Exception as e:  # noqa: BLE001 - one bad message is a problem, not a crash
-                    self.bad.append(Problem(self.path.name, t, "bad_message", f"undecodable message on {topic}: {e}"))
-                    continue
-                if value is None:
-                    continue
-                if topic in (self.topics.episode, self.topics.instruction):
-                    self.events.append((t, seg, "episode" if topic == self.topics.episode else "instruction", value))
-                if topic in (self.topics.tf, self.topics.tf_static):
-                    for item in value:
-                        self.streams.setdefault(f"tf:{item[0]}>{item[1]}", _Stream())
-                        s2 = self.streams[f"tf:{item[0]}>{item[1]}"]
-                        s2.t.append(-math.inf if topic == self.topics.tf_static else t)
-                        s2.seg.append(-1 if topic == self.topics.tf_static else seg)
-                        s2.v.append(item[2])
-                    continue
-                st.t.append(t)
-                st.seg.append(seg)
-                st.v.append(value)
-
-    @property
-    def _image_topics(self) -> set[str]:
-        return set(self._resolved_images().values())
-
-    def _resolved_images(self) -> dict[str, str]:
-        """camera name -> topic actually read (raw, or its /compressed sibling)."""
-        out = {}
-        for topic in self.topics.images:
-            use = topic
-            if topic not in self.types and f"{topic}/compressed" in self.types:
-                use = f"{topic}/compressed"
-            out[camera_name(topic)] = use
-        return out
-
-    def _wanted_topics(self) -> list[str]:
-        t = self.topics
-        names = [t.instruction, t.ee_pose, t.gripper_command, t.gripper_state, t.episode, t.action, t.tf, t.tf_static]
-        names += list(self._image_topics)
-        return [n for n in dict.fromkeys(names) if n and n in self.types]
-
-    def _value(self, topic: str, msg: Any) -> Any:
-        t = self.topics
-        if topic == t.instruction:
-            return str(msg.data)
-        if topic == t.ee_pose:
-            return (_pose_from_msg(msg.pose), str(msg.header.frame_id))
-        if topic in (t.gripper_command, t.gripper_state):
-            if hasattr(msg, "name") and hasattr(msg, "position"):  # JointState
-                pos = dict(zip(list(msg.name), list(msg.position)))
-                if not all(j in pos for j in self.opts.gripper_joints):
-                    return None
-                return sum(float(pos[j]) for j in self.opts.gripper_joints) / self.opts.gripper_open_width_m
-            return float(msg.data)
-        if topic == t.episode:
-            return (int(msg.state), str(msg.reason), str(msg.instruction))
-        if topic == t.action:
-            if not bool(msg.valid):
-                return None
-            vec = np.concatenate([np.asarray(msg.delta_position), np.asarray(msg.delta_rotation), [msg.gripper]])
-            return (vec.astype(np.float64), bool(msg.terminate), float(msg.inference_latency_ms) * 1e-3)
-        if topic in (t.tf, t.tf_static):
-            items = []
-            for tr in msg.transforms:
-                tt, rr = tr.transform.translation, tr.transform.rotation
-                v = np.array([tt.x, tt.y, tt.z, rr.x, rr.y, rr.z, rr.w], dtype=np.float64)
-                items.append((str(tr.header.frame_id).lstrip("/"), str(tr.child_frame_id).lstrip("/"), v))
-            return items
-        return None
-
-
-# -- pose series ----------------------------------------------------------------------------------
 
 
 class _PoseSeries:
@@ -498,7 +132,7 @@ class _PoseSeries:
         status = np.ones(len(tq), dtype=np.int8)
         if n == 0:
             return out, status
-        eps = _EPS
+        eps = EPS
         i = np.searchsorted(self.t, tq + eps, side="right") - 1
         for k, (q, a) in enumerate(zip(tq, i)):
             if a < 0:
@@ -525,51 +159,7 @@ class _PoseSeries:
         return out, status
 
 
-def _compose(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pose ``a * b`` (each x y z qx qy qz qw)."""
-    ra = Rotation.from_quat(a[3:])
-    return np.concatenate([a[:3] + ra.apply(b[:3]), (ra * Rotation.from_quat(b[3:])).as_quat()])
-
-
-def _tf_pose_stream(scan: _Scan, planning: str, ee: str) -> _Stream | None:
-    """End-effector poses in ``planning`` from the recorded TF tree (chain of parent links).
-
-    Each link is held at its latest sample of the same clock segment (``/tf_static``
-    always applies); a pose is produced at every sample time of a dynamic link of the
-    chain once every link has a sample. None when the chain does not exist."""
-    parent: dict[str, str] = {}
-    for key in scan.streams:
-        if key.startswith("tf:"):
-            p, c = key[3:].split(">", 1)
-            parent[c] = p
-    chain, f = [], ee
-    while f != planning:
-        if f not in parent or len(chain) > 64:
-            return None
-        chain.append((parent[f], f))
-        f = parent[f]
-    chain.reverse()
-    links = [scan.streams[f"tf:{p}>{c}"] for p, c in chain]
-    out = _Stream()
-    segs = sorted({s for st in links for s in st.seg if s >= 0})
-    for seg in segs:
-        series = [_select(st, seg) for st in links]
-        times = np.unique(np.concatenate([t[np.isfinite(t)] for t, _ in series]))
-        for t in times:
-            pose = np.array([0, 0, 0, 0, 0, 0, 1.0])
-            for lt, lv in series:
-                i = int(np.searchsorted(lt, t + 1e-9, side="right")) - 1
-                if i < 0:
-                    break
-                pose = _compose(pose, lv[i])
-            else:
-                out.t.append(float(t))
-                out.seg.append(seg)
-                out.v.append((pose, planning))
-    return out
-
-
-# -- episodes ---------------------------------------------------------------------------------
+# -- episodes ------------------------------------------------------------------------------
 
 
 @dataclasses.dataclass
@@ -582,7 +172,7 @@ class _Episode:
     reason: str = "bag_end"
 
 
-def _episodes(scan: _Scan) -> list[_Episode]:
+def _episodes(scan: Scan) -> list[_Episode]:
     has_status = any(k == "episode" for _, _, k, _ in scan.events)
     out: list[_Episode] = []
     cur: _Episode | None = None
@@ -626,7 +216,7 @@ def _episodes(scan: _Scan) -> list[_Episode]:
 TERMINAL_REASONS = ("terminate", "stop", "next_instruction")
 
 
-# -- the reader -----------------------------------------------------------------------------------
+# -- the reader ----------------------------------------------------------------------------
 
 
 def read_bag(path: str | Path, topics: BagTopics, opts: ReadOptions) -> BagResult:
@@ -640,7 +230,7 @@ def read_bag(path: str | Path, topics: BagTopics, opts: ReadOptions) -> BagResul
     """
     path = Path(path)
     name = path.name
-    scan = _Scan(path, topics, opts)
+    scan = Scan(path, topics, opts)
     try:
         scan.run()
     except OSError:
@@ -660,17 +250,17 @@ def read_bag(path: str | Path, topics: BagTopics, opts: ReadOptions) -> BagResul
             )
         )
     result = BagResult(name, [], problems, messages=scan.count)
-    cams = scan._resolved_images()
+    cams = scan.resolved_images()
     missing = [t for c, t in cams.items() if not scan.streams.get(t) or not scan.streams[t].t]
     if missing:
-        have = sorted(k for k, v in scan.types.items() if v in _IMAGE_TYPES + _COMPRESSED_TYPES)
+        have = sorted(k for k, v in scan.types.items() if v in IMAGE_TYPES + COMPRESSED_TYPES)
         problems.append(
             Problem(name, 0.0, "no_image_topic", f"no messages on image topic(s) {missing} (image topics here: {have})")
         )
         return result
     pose_stream = scan.streams.get(topics.ee_pose)
     if pose_stream is None or not pose_stream.t:
-        pose_stream = _tf_pose_stream(scan, opts.planning_frame, opts.ee_frame)
+        pose_stream = tf_pose_stream(scan, opts.planning_frame, opts.ee_frame)
         if pose_stream is None or not pose_stream.t:
             problems.append(
                 Problem(
@@ -729,7 +319,7 @@ def read_bag(path: str | Path, topics: BagTopics, opts: ReadOptions) -> BagResul
                         need_images[c].setdefault(img_seq, []).append((len(pending) - 1, k))
     if not pending:
         return result
-    images = _decode_images(path, cams, need_images, problems, name, scan)
+    images = decode_images(path, cams, need_images, problems, name, scan)
     for p_idx, (ep, e_idx, seg_idx, st) in enumerate(pending):
         frames_ok = np.ones(len(st["t"]), dtype=bool)
         per_cam: dict[str, list[np.ndarray]] = {}
@@ -794,28 +384,18 @@ def _runs(ok: np.ndarray) -> list[tuple[int, int]]:
     return out
 
 
-def _select(st: _Stream | None, seg: int) -> tuple[np.ndarray, list[Any]]:
-    if st is None:
-        return np.zeros(0), []
-    idx = [k for k, s in enumerate(st.seg) if s == seg or s == -1]
-    t = np.asarray([st.t[k] for k in idx], dtype=np.float64)
-    vals = [st.v[k] for k in idx]
-    order = np.argsort(t, kind="stable")
-    return t[order], [vals[k] for k in order]
-
-
 def _held(t: np.ndarray, vals: list[float], tq: np.ndarray) -> np.ndarray:
     """Latest value at or before each query; before the first: the first (NaN when none)."""
     if len(t) == 0:
         return np.full(len(tq), np.nan)
     v = np.asarray(vals, dtype=np.float64)
-    i = np.searchsorted(t, tq + _EPS, side="right") - 1
+    i = np.searchsorted(t, tq + EPS, side="right") - 1
     return v[np.clip(i, 0, len(v) - 1)]
 
 
 def _steps_for_piece(
-    scan: _Scan,
-    pose_stream: _Stream,
+    scan: Scan,
+    pose_stream: Stream,
     cams: dict[str, str],
     ep: _Episode,
     seg: int,
@@ -827,10 +407,10 @@ def _steps_for_piece(
 ) -> list[dict[str, Any]]:
     """Valid runs of control steps of one episode piece (one clock segment)."""
     T = opts.period_s
-    cam_t = {c: _select(scan.streams[t], seg) for c, t in cams.items()}
-    pt, pv = _select(pose_stream, seg)
+    cam_t = {c: select(scan.streams[t], seg) for c, t in cams.items()}
+    pt, pv = select(pose_stream, seg)
     poses = _PoseSeries(pt, np.asarray([p for p, _ in pv], dtype=np.float64).reshape(-1, 7))
-    at, av = _select(scan.streams.get(scan.topics.action), seg)
+    at, av = select(scan.streams.get(scan.topics.action), seg)
     if len(poses) == 0 or any(len(ct) == 0 for ct, _ in cam_t.values()):
         return []
     # Leading/trailing trim: an episode starts where every stream has data near it (a
@@ -852,13 +432,13 @@ def _steps_for_piece(
     if cover_hi < cover_lo:
         return []
     t_obs = np.asarray([at[k] - av[k][2] for k in range(len(at))], dtype=np.float64)
-    in_ep = (t_obs >= lo - _EPS) & (t_obs <= hi + _EPS) if len(at) else np.zeros(0, bool)
+    in_ep = (t_obs >= lo - EPS) & (t_obs <= hi + EPS) if len(at) else np.zeros(0, bool)
     use_recorded = opts.action_source == "recorded" or (opts.action_source == "auto" and bool(np.any(in_ep)))
     terminal = ep.reason in TERMINAL_REASONS and hi == ep.t_end
     if use_recorded:
         sel = [k for k in np.flatnonzero(in_ep)]
         tq = t_obs[sel]
-        keep = (tq >= cover_lo - _EPS) & (tq <= cover_hi + _EPS)
+        keep = (tq >= cover_lo - EPS) & (tq <= cover_hi + EPS)
         sel = [k for k, ok in zip(sel, keep) if ok]
         tq = tq[keep]
         actions = np.asarray([av[k][0] for k in sel], dtype=np.float64).reshape(-1, 7)
@@ -875,8 +455,8 @@ def _steps_for_piece(
     gap_cam = [""] * len(tq)
     img_seq: dict[str, np.ndarray] = {}
     for c, (ct, cv) in cam_t.items():
-        j = np.searchsorted(ct, tq + _EPS, side="right") - 1
-        ok = (j >= 0) & ((tq - ct[np.clip(j, 0, None)]) <= opts.image_age_s + _EPS)
+        j = np.searchsorted(ct, tq + EPS, side="right") - 1
+        ok = (j >= 0) & ((tq - ct[np.clip(j, 0, None)]) <= opts.image_age_s + EPS)
         for k in np.flatnonzero(~ok):
             if status[k] == 0:
                 status[k], gap_cam[k] = 1, cams[c]
@@ -886,14 +466,14 @@ def _steps_for_piece(
     status[(status == 0) & (pst == 1)] = 3
     # gripper
     gs_t, gs_v = (
-        _select(scan.streams.get(scan.topics.gripper_state), seg)
+        select(scan.streams.get(scan.topics.gripper_state), seg)
         if scan.topics.gripper_state
         else (
             np.zeros(0),
             [],
         )
     )
-    gc_t, gc_v = _select(scan.streams.get(scan.topics.gripper_command), seg)
+    gc_t, gc_v = select(scan.streams.get(scan.topics.gripper_command), seg)
     if len(gs_t):
         grip_state = _held(gs_t, gs_v, tq)
     elif len(gc_t):
@@ -980,45 +560,3 @@ def _report_bad(status, tq, gap_cam, pose, problems, bag, T, cam_t, poses) -> No
             msg = f"no end-effector pose for more than {T:.2f} s (nothing is interpolated across a gap)"
         problems.append(Problem(bag, t_from, kind, msg + f", until {t_to:.2f} s", j - k))
         k = j
-
-
-def _decode_images(
-    path: Path,
-    cams: dict[str, str],
-    need: dict[str, dict[int, list[tuple[int, int]]]],
-    problems: list[Problem],
-    bag: str,
-    scan: _Scan,
-) -> dict[str, dict[int, np.ndarray]]:
-    """Pass 2: decode only the camera frames that steps use."""
-    from mcap.reader import make_reader
-    from mcap_ros2.decoder import DecoderFactory
-
-    factory = DecoderFactory()
-    topic_cam = {t: c for c, t in cams.items()}
-    out: dict[str, dict[int, np.ndarray]] = {c: {} for c in cams}
-    seq: dict[str, int] = {}
-    decoders: dict[int, Any] = {}
-    shapes: dict[str, tuple[int, ...]] = {}
-    with open(path, "rb") as f:
-        reader = make_reader(f)
-        for schema, channel, message in reader.iter_messages(topics=list(topic_cam), log_time_order=False):
-            c = topic_cam[channel.topic]
-            k = seq.get(channel.topic, 0)
-            seq[channel.topic] = k + 1
-            if k not in need[c]:
-                continue
-            dec = decoders.get(schema.id)
-            if dec is None:
-                dec = decoders[schema.id] = factory.decoder_for(channel.message_encoding, schema)
-            t = (message.log_time - (scan.t0_ns or 0)) * 1e-9
-            try:
-                img = decode_image(dec(message.data), compressed=schema.name in _COMPRESSED_TYPES)
-                if c in shapes and img.shape != shapes[c]:
-                    raise ValueError(f"frame size {img.shape} differs from the first frame's {shapes[c]}")
-                shapes.setdefault(c, img.shape)
-            except Exception as e:  # noqa: BLE001
-                problems.append(Problem(bag, t, "bad_image", f"bad frame on {channel.topic}: {e}", len(need[c][k])))
-                continue
-            out[c][k] = img
-    return out

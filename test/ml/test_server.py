@@ -17,6 +17,7 @@ import msgpack
 import numpy as np
 import pytest
 from remote_fakes import ImagePolicy, image_text, image_with
+from serve_cli import serve_subprocess
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
@@ -25,7 +26,6 @@ from rt2_ros.policies.base import PolicyError
 from rt2_ros.remote.client import RemotePolicy
 from rt2_ros.remote.protocol import Limits, packb, unpackb
 from rt2_ros.serving.ws_server import BackgroundServer
-from rt2_ros.testing.serve import start_server
 
 ROOT = Path(__file__).resolve().parents[2]
 HELPERS = Path(__file__).resolve().parents[1] / "helpers"
@@ -357,16 +357,6 @@ def test_tls_with_a_self_signed_certificate(tmp_path):
 
 
 # -- the command line ------------------------------------------------------------------------------
-
-
-def serve_subprocess(*args, env=None):
-    """Start ``rt2-ros serve`` on a free port (test helpers importable); returns (process, url)."""
-    e = dict(
-        os.environ,
-        PYTHONPATH=os.pathsep.join([str(HELPERS), str(ROOT), os.environ.get("PYTHONPATH", "")]),
-        **(env or {}),
-    )
-    return start_server(args, env=e, cwd=ROOT, timeout_s=60.0)
 
 
 def test_cli_serve_reads_the_key_from_the_environment_and_serves(tmp_path):

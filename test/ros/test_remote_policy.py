@@ -13,7 +13,7 @@ import time
 import numpy as np
 import pytest
 from remote_fakes import ImagePolicy, image_text, image_with
-from test_server import serve_subprocess
+from serve_cli import serve_subprocess
 
 from rt2_ros.config import load_config
 from rt2_ros.controller import Controller
