@@ -8,7 +8,10 @@ stream, one control step per 0.1 s), and a subscriber that sends the instruction
 (again whenever an episode ends) and records the arrival time and stamp of every
 ``TwistStamped``. Reported per configuration: inter-arrival p50 / p99 / p99.9 / max
 (ms), the p99 period error (|inter-arrival - servo period|, ms), counts of gaps > 100 ms
-(MoveIt Servo's default ``incoming_command_timeout``) and > 50 ms, the largest gap between consecutive stamps (the node's own timer), the
+(MoveIt Servo's default ``incoming_command_timeout``) and > 50 ms, the largest gap between consecutive stamps (the node's own timer),
+the same gaps by the middleware's reception time (``received_timestamp``: what a C++
+subscriber such as MoveIt Servo sees, without the measuring Python process's own
+scheduling delays), the
 node's resident memory, and the 1-minute load average before and after.
 
 Configurations (``--configs``):
@@ -159,12 +162,14 @@ def role_subscriber(duration_s: float, warmup_s: float, out: str, stop_every_s: 
     node = rclpy.create_node("bench_stream_subscriber")
     arrivals: list[float] = []
     stamps: list[float] = []
+    received: list[float] = []  # the middleware's reception time (s): what a C++ subscriber such as Servo would see
     restarts = [0]
     instr = node.create_publisher(String, "/rt2/instruction", 10)
 
-    def on_twist(m):
+    def on_twist(m, info):
         arrivals.append(time.monotonic())
         stamps.append(m.header.stamp.sec + m.header.stamp.nanosec * 1e-9)
+        received.append((info.get("received_timestamp") or 0) * 1e-9)
 
     def on_episode(m):
         if m.state == msgs.EpisodeStatus.STATE_FINISHED:
@@ -196,12 +201,13 @@ def role_subscriber(duration_s: float, warmup_s: float, out: str, stop_every_s: 
             pending.append((now, stop_client.call_async(Trigger.Request())))
             next_stop = now + stop_every_s
     load1 = os.getloadavg()[0]
-    keep = [(a, s) for a, s in zip(arrivals, stamps) if t_start <= a <= t_start + duration_s]
+    keep = [(a, s, r) for a, s, r in zip(arrivals, stamps, received) if t_start <= a <= t_start + duration_s]
     Path(out).write_text(
         json.dumps(
             {
-                "arrivals": [a for a, _ in keep],
-                "stamps": [s for _, s in keep],
+                "arrivals": [a for a, _, _ in keep],
+                "stamps": [s for _, s, _ in keep],
+                "received": [r for _, _, r in keep],
                 "episode_restarts": restarts[0],
                 "stop_ms": stop_ms,
                 "load": [load0, load1],
@@ -348,8 +354,12 @@ def run_config(name: str, args, models: dict[str, Path], env: dict, tmp: Path) -
         print((tmp / f"{name}.node.log").read_text(errors="replace")[-4000:], flush=True)
     data = json.loads(out.read_text())
     arr, st = data["arrivals"], data["stamps"]
+    if len(arr) < 2:
+        raise RuntimeError(f"{name}: the node published {len(arr)} twists in {data['duration_s']:.0f} s")
     gaps = [(b - a) * 1e3 for a, b in zip(arr, arr[1:])]
     sgaps = [(b - a) * 1e3 for a, b in zip(st, st[1:])]
+    rx = data["received"]
+    rgaps = [(b - a) * 1e3 for a, b in zip(rx, rx[1:])] if all(rx) else []
     return {
         "config": name,
         "pose_hz": args.pose_hz,
@@ -365,6 +375,9 @@ def run_config(name: str, args, models: dict[str, Path], env: dict, tmp: Path) -
         "gaps_over_100ms": sum(g > 100 for g in gaps),
         "gaps_over_50ms": sum(g > 50 for g in gaps),
         "max_stamp_gap_ms": max(sgaps),
+        "rx_max_ms": max(rgaps) if rgaps else None,
+        "rx_gaps_over_100ms": sum(g > 100 for g in rgaps) if rgaps else None,
+        "rx_p99_period_error_ms": _pct([abs(g - 1e3 / SERVO_HZ) for g in rgaps], 99) if rgaps else None,
         "node_rss_mb": rss[0],
         "child_rss_mb": rss[1],
         "episode_restarts": data["episode_restarts"],
@@ -439,7 +452,13 @@ def main() -> int:
                     f"{r['p999_ms']:.1f} / {r['max_ms']:.1f} ms  p99 period error {r['p99_period_error_ms']:.1f} ms  "
                     f">100 ms: {r['gaps_over_100ms']}  "
                     f">50 ms: {r['gaps_over_50ms']}  max stamp gap {r['max_stamp_gap_ms']:.1f} ms  "
-                    f"rss node {r['node_rss_mb']:.0f} MB (+child {r['child_rss_mb']:.0f})  "
+                    + (
+                        f"DDS reception: >100 ms: {r['rx_gaps_over_100ms']} max {r['rx_max_ms']:.1f} ms "
+                        f"p99 period error {r['rx_p99_period_error_ms']:.1f} ms  "
+                        if r["rx_max_ms"] is not None
+                        else ""
+                    )
+                    + f"rss node {r['node_rss_mb']:.0f} MB (+child {r['child_rss_mb']:.0f})  "
                     f"load {r['load_1min'][0]:.1f}-{r['load_1min'][1]:.1f}"
                     + (
                         f"  /rt2/stop answered in p50 {r['stop_p50_ms']:.1f} max {r['stop_max_ms']:.1f} ms "
