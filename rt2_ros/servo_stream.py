@@ -42,8 +42,10 @@ MARKER_PERIOD_S = 0.1
 #: generate loop holds the GIL between short torch calls; with 1 ms the servo stream
 #: gets it back sooner (benchmarks/bench_node.py, tiny model on a loaded 2-core machine:
 #: p99 servo period 53-69 ms instead of 131-161 ms, max 97-123 ms instead of 546-604
-#: ms). With the model in a child process it no longer pays (benchmarks/bench_stream.py:
-#: 5 ms was as good or better), so the node keeps Python's default there.
+#: ms). The node sets it whatever the backend: with the model in a child process and
+#: 1 kHz input traffic (benchmarks/bench_stream.py --pose-hz 100 --camera-hz 30 --spam-hz
+#: 1000, load 3-4 on 2 cores) 5 ms gave 16-96 gaps > 100 ms per minute, 1 ms 2-3
+#: (docs/faults.md).
 GIL_SWITCH_INTERVAL_S = 0.001
 #: Chunk mode: how often the control worker asks whether the next chunk is due [s].
 CHUNK_POLL_S = 0.005

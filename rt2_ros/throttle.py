@@ -5,15 +5,18 @@ lets one rejection per ``kind`` through each ``period_s`` and counts the ones it
 back, so the next line can say how many there were. :class:`OnceLog` lets each key
 through once (warnings that would repeat every message). :class:`InputLog` puts both
 in front of any logger with ``warning`` (a ROS node's logger, or ``logging``).
+:class:`LogThread` writes lines on a thread of its own, so a caller that must not
+wait (the servo stream, a callback holding a lock) only queues them.
 """
 
 from __future__ import annotations
 
 import math
+import queue
 import threading
 import time
 
-__all__ = ["RejectionLog", "OnceLog", "InputLog"]
+__all__ = ["RejectionLog", "OnceLog", "InputLog", "LogThread"]
 
 
 class RejectionLog:
@@ -98,3 +101,84 @@ class InputLog:
             span = "second" if p == 1.0 else f"{p:g} s"
             more = f" (+{suppressed} similar in the last {span})" if suppressed else ""
             self.logger.warning(f"rejected {what}: {reason}{more}")
+
+
+class LogThread:
+    """A logger whose lines are written by a thread of its own: callers only queue them.
+
+    rclpy's logger looks its caller up on every line (``inspect.getframeinfo`` and
+    ``os.path.realpath``: dozens of system calls, each of which gives the GIL away). With
+    1 kHz of input callbacks competing for the GIL, one line took tens to hundreds of ms;
+    written under the lock that orders the node's publications, it held the servo stream
+    up for as long (benchmarks/bench_stream.py, docs/faults.md). Through a ``LogThread``
+    the caller's cost is one ``put`` on a queue; the lines keep their order.
+
+    Args:
+        logger: anything with ``debug``/``info``/``warning``/``error`` taking one ``str``.
+        max_queued: lines waiting at most; beyond that a line is dropped and counted in
+            :attr:`dropped` (the next written line says how many).
+        name: the thread's name.
+
+    Raises:
+        ValueError: ``max_queued`` < 1.
+    """
+
+    def __init__(self, logger, max_queued: int = 1000, name: str = "rt2_log"):
+        if max_queued < 1:
+            raise ValueError(f"max_queued must be >= 1, got {max_queued}")
+        self.logger = logger
+        self._queue: queue.Queue = queue.Queue(max_queued)
+        self._dropped_lock = threading.Lock()
+        #: Lines dropped because the queue was full.
+        self.dropped = 0
+        self._unreported = 0
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def debug(self, text: str) -> None:
+        """Queue a debug line."""
+        self._put("debug", text)
+
+    def info(self, text: str) -> None:
+        """Queue an info line."""
+        self._put("info", text)
+
+    def warning(self, text: str) -> None:
+        """Queue a warning."""
+        self._put("warning", text)
+
+    def error(self, text: str) -> None:
+        """Queue an error line."""
+        self._put("error", text)
+
+    def _put(self, level: str, text: str) -> None:
+        try:
+            self._queue.put_nowait((level, text, None))
+        except queue.Full:
+            with self._dropped_lock:
+                self.dropped += 1
+                self._unreported += 1
+
+    def flush(self, timeout_s: float = 2.0) -> bool:
+        """Wait up to ``timeout_s`` until every line queued so far is written; True if they were."""
+        done = threading.Event()
+        try:
+            self._queue.put((None, "", done), timeout=timeout_s)
+        except queue.Full:
+            return False
+        return done.wait(timeout_s)
+
+    def _run(self) -> None:
+        while True:
+            level, text, done = self._queue.get()
+            if done is not None:
+                done.set()
+                continue
+            with self._dropped_lock:
+                unreported, self._unreported = self._unreported, 0
+            try:
+                if unreported:
+                    self.logger.warning(f"{unreported} log lines were dropped (the log could not keep up)")
+                getattr(self.logger, level)(text)
+            except Exception:  # noqa: BLE001 - a failing logger must not end the thread
+                pass

@@ -1,6 +1,7 @@
 """The rt2 node's camera input: ``sensor_msgs/Image`` (and optionally ``CompressedImage``) -> the controller.
 
-Both arrive with sensor-data QoS; each message becomes an RGB ``uint8 (H, W, 3)``
+Both arrive with sensor-data QoS and a reader history of one (``INPUT_QOS``: only the
+newest frame waits while a callback runs, so no backlog builds); each message becomes an RGB ``uint8 (H, W, 3)``
 array (:mod:`rt2_ros.ros.conversions`) stamped with ``header.stamp`` (the arrival time
 when that is zero, with a warning) and goes to
 :meth:`rt2_ros.controller.Controller.on_image`. A message that does not convert or
@@ -13,14 +14,22 @@ from typing import Any, Callable
 
 import numpy as np
 from rclpy.node import Node
-from rclpy.qos import qos_profile_sensor_data
+from rclpy.qos import HistoryPolicy, QoSProfile, qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image
 
 from rt2_ros.config import TopicsConfig
 from rt2_ros.controller import Controller
 from rt2_ros.ros.conversions import compressed_msg_to_rgb, image_msg_to_rgb, stamp_to_s
 
-__all__ = ["ImageInput"]
+__all__ = ["ImageInput", "INPUT_QOS"]
+
+#: The camera's subscription QoS: sensor data (best effort, volatile), keep the newest frame only.
+INPUT_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST,
+    depth=1,
+    reliability=qos_profile_sensor_data.reliability,
+    durability=qos_profile_sensor_data.durability,
+)
 
 
 class ImageInput:
@@ -51,7 +60,7 @@ class ImageInput:
     ):
         self.controller, self.now_s, self._reject, self._warn_once = controller, now_s, reject, warn_once
         self.latest: tuple[np.ndarray, Any, str] | None = None
-        qos, g = qos_profile_sensor_data, callback_group
+        qos, g = INPUT_QOS, callback_group
         node.create_subscription(Image, topics.image, self.on_image, qos, callback_group=g)
         if topics.compressed_image:
             node.create_subscription(

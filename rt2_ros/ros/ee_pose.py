@@ -66,7 +66,8 @@ class EePoseInput:
         else:
             if cfg.servo.use_tf:
                 self.log.info(f"tf2_ros is not importable: end-effector pose from {cfg.topics.ee_pose} (PoseStamped)")
-            node.create_subscription(PoseStamped, cfg.topics.ee_pose, self.on_pose, 10, callback_group=callback_group)
+            # depth 1: only the newest pose waits while a callback runs (a 1 kHz driver builds no backlog)
+            node.create_subscription(PoseStamped, cfg.topics.ee_pose, self.on_pose, 1, callback_group=callback_group)
 
     def _feed(
         self, pos: np.ndarray, stamp_s: float, r_pc: np.ndarray | None, what: str, rot: np.ndarray | None = None
