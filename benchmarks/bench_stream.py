@@ -375,6 +375,7 @@ def run_config(name: str, args, models: dict[str, Path], env: dict, tmp: Path) -
         "gaps_over_100ms": sum(g > 100 for g in gaps),
         "gaps_over_50ms": sum(g > 50 for g in gaps),
         "max_stamp_gap_ms": max(sgaps),
+        "stamp_gaps_over_100ms": sum(g > 100 for g in sgaps),
         "rx_max_ms": max(rgaps) if rgaps else None,
         "rx_gaps_over_100ms": sum(g > 100 for g in rgaps) if rgaps else None,
         "rx_p99_period_error_ms": _pct([abs(g - 1e3 / SERVO_HZ) for g in rgaps], 99) if rgaps else None,
@@ -451,7 +452,7 @@ def main() -> int:
                     f"{r['config']:<20} n={r['n']:<6} p50/p99/p99.9/max {r['p50_ms']:.1f} / {r['p99_ms']:.1f} / "
                     f"{r['p999_ms']:.1f} / {r['max_ms']:.1f} ms  p99 period error {r['p99_period_error_ms']:.1f} ms  "
                     f">100 ms: {r['gaps_over_100ms']}  "
-                    f">50 ms: {r['gaps_over_50ms']}  max stamp gap {r['max_stamp_gap_ms']:.1f} ms  "
+                    f">50 ms: {r['gaps_over_50ms']}  max stamp gap {r['max_stamp_gap_ms']:.1f} ms (>100 ms: {r['stamp_gaps_over_100ms']})  "
                     + (
                         f"DDS reception: >100 ms: {r['rx_gaps_over_100ms']} max {r['rx_max_ms']:.1f} ms "
                         f"p99 period error {r['rx_p99_period_error_ms']:.1f} ms  "
