@@ -11,8 +11,10 @@ wait (the servo stream, a callback holding a lock) only queues them.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import queue
+import sys
 import threading
 import time
 
@@ -179,6 +181,16 @@ class LogThread:
             try:
                 if unreported:
                     self.logger.warning(f"{unreported} log lines were dropped (the log could not keep up)")
-                getattr(self.logger, level)(text)
-            except Exception:  # noqa: BLE001 - a failing logger must not end the thread
-                pass
+                # One call site per level: rclpy's logger keys its state on the calling line and
+                # refuses a second severity from the same line (ValueError).
+                if level == "info":
+                    self.logger.info(text)
+                elif level == "warning":
+                    self.logger.warning(text)
+                elif level == "error":
+                    self.logger.error(text)
+                else:
+                    self.logger.debug(text)
+            except Exception as e:  # noqa: BLE001 - a failing logger must not end the thread
+                with contextlib.suppress(Exception):
+                    sys.stderr.write(f"[{level}] {text} (the logger failed: {e!r})\n")

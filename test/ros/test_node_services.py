@@ -16,6 +16,7 @@ import pytest
 from geometry_msgs.msg import TwistStamped
 from rcl_interfaces.msg import Log, ParameterType
 from rcl_interfaces.srv import SetParameters
+from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from ros_helpers import (
@@ -380,3 +381,117 @@ def test_use_sim_time_stamps_twists_with_the_simulation_clock(rig):
         th.join(1.0)
         if node_d is not None:
             rig.h.remove_node(node_d)
+
+
+#: How long a flood of instructions gets to start a second callback beside a blocked one [s]: on
+#: the shared reentrant group they started within milliseconds at load 3.
+FLOOD_WAIT_S = 3.0
+
+
+def test_stop_is_answered_while_instructions_wait_in_a_slow_home_and_none_starts_after_it(rig):
+    """Issue 21: a flood on /rt2/instruction holds at most one executor thread (each input in a
+    mutually exclusive group of its own, reader history 1). Here every instruction's callback
+    waits for a home service that does not answer; on the shared reentrant group the flood's
+    callbacks ran side by side (the home service saw several calls) until they held every
+    executor thread and /rt2/stop could no longer be served."""
+    release, calls = threading.Event(), []
+    server_h = RosHarness(num_threads=8)  # the slow home service, in a context of its own
+    try:
+        server = server_h.make_node("rt2_test_slow_home")
+
+        def slow_home(req, resp):
+            calls.append(1)
+            release.wait(60.0)
+            resp.success = True
+            return resp
+
+        server.create_service(Trigger, "/rt2_test/slow_home", slow_home, callback_group=ReentrantCallbackGroup())
+        overrides = dict(
+            OVERRIDES,
+            **{
+                "reset.home_before_episode": True,
+                "reset.reset_service": "/rt2_test/slow_home",
+                "control.max_instruction_rate_hz": 0.0,  # no rate limit: every instruction goes home first
+                "topics.instruction": "/c/instruction",
+                "topics.episode": "/c/episode",
+                "topics.twist": "/c/twist",
+            },
+        )
+        remaps = [
+            "--ros-args",
+            "-r",
+            "/rt2/stop:=/c/stop",
+            "-r",
+            "/rt2/e_stop:=/c/e_stop",
+            "-r",
+            "/rt2/reset:=/c/reset",
+        ]
+        node_c = rig.h.add_node(
+            Rt2Node(
+                ScriptedTextPolicy(CFG, [MOVE]),
+                node_name="rt2_node_c",
+                context=rig.h.context,
+                overrides=overrides,
+                cli_args=remaps,
+            )
+        )
+        try:
+            eps = Collector(rig.probe, msgs.EpisodeStatus, "/c/episode")
+            pub = rig.probe.create_publisher(String, "/c/instruction", 10)
+            assert wait_for_subscribers(pub) and wait_for_publishers(eps.sub)
+            pub.publish(String(data="go home then work"))
+            assert wait_until(lambda: calls, 30.0)  # one instruction waits in the home service now
+            for _ in range(20):  # and a flood behind it
+                pub.publish(String(data="go home then work"))
+            # Give a second instruction callback the chance to start (it must not: this wait runs out).
+            wait_until(lambda: len(calls) >= 2, FLOOD_WAIT_S)
+            res = call_service(rig.probe, Trigger, "/c/stop", Trigger.Request(), timeout_s=30.0)
+            assert res.success and not release.is_set()  # answered while the home call still hangs
+            assert len(calls) == 1  # the flood waited in the reader (depth 1), not on executor threads
+            release.set()
+            # The waiting instructions were received before the stop: none starts an episode.
+            assert wait_until(lambda: node_c.controller.dropped_instructions >= 2, 60.0)
+            assert not [m for m in eps.messages if m.state == RUNNING]
+        finally:
+            release.set()
+            rig.h.remove_node(node_c)
+    finally:
+        release.set()
+        server_h.close()
+
+
+def test_the_twist_stream_goes_on_while_the_log_is_stuck(rig, monkeypatch):
+    """Issue 21: rclpy's logger looks its caller up with inspect/realpath on every line, which
+    took up to hundreds of ms under 1 kHz input traffic; written under the publication lock it
+    held the servo stream up. The node's lines are written by a thread of their own
+    (rt2_ros.throttle.LogThread): here a logger that does not return at all stops nothing."""
+    from rclpy.impl.rcutils_logger import RcutilsLogger
+
+    armed, release = threading.Event(), threading.Event()
+    info = RcutilsLogger.info
+
+    def stuck_info(self, message, **kwargs):
+        if armed.is_set() and self.name == "rt2_node_d":
+            release.wait(60.0)
+        return info(self, message, **kwargs)
+
+    monkeypatch.setattr(RcutilsLogger, "info", stuck_info)
+    overrides = dict(OVERRIDES, **{"topics.instruction": "/d/instruction", "topics.episode": "/d/episode"})
+    overrides["topics.twist"] = "/d/twist"
+    node_d = rig.h.add_node(
+        Rt2Node(ScriptedTextPolicy(CFG, [MOVE]), node_name="rt2_node_d", context=rig.h.context, overrides=overrides)
+    )
+    try:
+        eps = Collector(rig.probe, msgs.EpisodeStatus, "/d/episode")
+        twists = Collector(rig.probe, TwistStamped, "/d/twist", 1000)
+        pub = rig.probe.create_publisher(String, "/d/instruction", 10)
+        assert wait_for_subscribers(pub) and wait_for_publishers(eps.sub) and wait_for_publishers(twists.sub)
+        armed.set()  # from now on the node's info lines ("episode started", ...) never return
+        pub.publish(String(data="pick up the red block"))
+        assert eps.wait_for(lambda m: m.state == RUNNING, 15.0) is not None
+        n = len(twists.items)
+        assert twists.wait_for(lambda m: True, 30.0, start=n + 25) is not None  # 25 more twists: 0.5 s of stream
+        assert not release.is_set()
+    finally:
+        release.set()
+        rig.h.remove_node(node_d)
