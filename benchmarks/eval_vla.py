@@ -34,6 +34,7 @@ import json
 import math
 import os
 import platform
+import random
 import sys
 import time
 from pathlib import Path
@@ -118,6 +119,7 @@ def run_inprocess(args, family: str, instructions: list[str], out: Path) -> list
     from rt2_ros.controller import Controller
     from rt2_ros.factory import make_policy
     from rt2_ros.sim.inprocess import run_episode
+    from rt2_ros.sim.record_frames import camera_timing
     from rt2_ros.sim.report import write_reports
     from rt2_ros.sim.scene import SceneConfig
     from rt2_ros.sim.settings import load_sim_settings
@@ -135,12 +137,14 @@ def run_inprocess(args, family: str, instructions: list[str], out: Path) -> list
     cfg, _ = with_model_settings(cfg)
     policy = make_policy(cfg)
     world = SimWorld(SceneConfig(colors=tuple(args.scene_colors)), seed=args.first_seed)
+    rng = random.Random(args.first_seed)
     recs, rows = [], []
     try:
         for k, ins in enumerate(instructions):
             ctl = Controller(cfg, policy)
             seed = args.seeds[k] if args.seeds else args.first_seed + k
-            rec = run_episode(world, ctl, ins, seed=seed, keep_frames=args.pictures)
+            timing = camera_timing(rng) if args.camera_jitter else {}
+            rec = run_episode(world, ctl, ins, seed=seed, keep_frames=args.pictures, **timing)
             rec.backend = "vla"
             recs.append(rec)
             rows.append(rec.summary())
@@ -192,6 +196,11 @@ def main(argv=None) -> int:
     p.add_argument("--scene-colors", nargs="+", default=["red", "green", "blue"], help="inprocess: scene blocks")
     p.add_argument("--template", default=None, help="instruction template with {color} (and {direction})")
     p.add_argument("--threads", type=int, default=1, help="inprocess: torch threads")
+    p.add_argument(
+        "--camera-jitter",
+        action="store_true",
+        help="inprocess: per-episode camera phase and delay as over DDS (rt2_ros.sim.record_frames.camera_timing)",
+    )
     p.add_argument("--seeds", nargs="+", type=int, default=None, help="inprocess: these layout seeds instead")
     p.add_argument("--pictures", action="store_true", help="inprocess: the demo's report and pictures per family")
     p.add_argument("--expert", action="store_true", help="also the scripted expert on the same layouts (in process)")

@@ -17,6 +17,7 @@ switched to JOINT_JOG) instead of the twist.
 from __future__ import annotations
 
 import time
+from collections import deque
 from typing import Any, Callable
 
 from scipy.spatial.transform import Rotation
@@ -39,6 +40,8 @@ def run_episode(
     keep_frames: bool = True,
     on_step: Callable[[Any], None] | None = None,
     settle_s: float = 0.3,
+    camera_phase_s: float = 0.0,
+    camera_delay_s: float = 0.0,
 ) -> EpisodeRecord:
     """Reset the world, run one episode to its end, return the record.
 
@@ -51,6 +54,11 @@ def run_episode(
         keep_frames: keep every frame in the record (else first and last only).
         on_step: called with each :class:`~rt2_ros.controller.StepOutcome`.
         settle_s: simulated time after the end, so the success check sees the result.
+        camera_phase_s: the first camera frame after the start comes this long after the first
+            control step, s (over DDS the camera and the control timer run unsynchronised).
+        camera_delay_s: a frame rendered at t reaches the controller at t + this, stamped t, s
+            (over DDS: rendering, transport and the callback, about 30-60 ms in the sim).
+            With the defaults (0, 0) every control step sees a frame rendered at that instant.
     """
     cfg = controller.cfg
     layout = world.reset(seed)
@@ -70,19 +78,23 @@ def run_episode(
     controller.on_image(img, t)
     rec.frames.append(img)
     controller.on_instruction(instruction, t)
-    next_cam, next_step = t + camera_period_s, t
+    next_cam, next_step = t + camera_period_s + camera_phase_s, t
+    pending: deque = deque()  # (delivery time, image, capture stamp) with camera_delay_s
     start = t
     frame_id = cfg.frames.command_frame
     while True:
         t = world.scene.time_s
         if t >= next_cam:
             img = world.scene.render()
-            controller.on_image(img, t)
+            pending.append((t + camera_delay_s, img, t))
             next_cam += camera_period_s
             if keep_frames:
                 rec.frames.append(img)
             else:
                 rec.frames[1:] = [img]
+        while pending and pending[0][0] <= t:
+            _, frame, stamp = pending.popleft()
+            controller.on_image(frame, stamp)
         pos, quat = world.scene.ee_pose()
         if joint_mode or getattr(controller.policy, "uses_state", False):  # the policy reads the robot state
             controller.on_ee_pose(pos, t, orientation=Rotation.from_quat(quat).as_matrix())

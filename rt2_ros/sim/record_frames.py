@@ -23,7 +23,22 @@ import numpy as np
 
 from rt2_ros.policies.base import Policy
 
-__all__ = ["record_frames", "main"]
+__all__ = ["record_frames", "main", "camera_timing", "CAMERA_PERIOD_S", "CAMERA_DELAY_S"]
+
+#: The sim camera's period (config/sim.yaml ``camera.rate_hz`` 10) and the range of the delay
+#: from rendering to the controller over DDS (TinyRenderer 30-50 ms plus transport), s.
+CAMERA_PERIOD_S = 0.1
+CAMERA_DELAY_S = (0.03, 0.08)
+
+
+def camera_timing(rng: Any) -> dict[str, float]:
+    """``run_episode`` keyword arguments for one episode's camera phase and delay, s, drawn
+    from ``rng`` (a :class:`random.Random`): the phase uniform in [0, CAMERA_PERIOD_S), the
+    delay uniform in CAMERA_DELAY_S."""
+    return {
+        "camera_phase_s": rng.uniform(0.0, CAMERA_PERIOD_S),
+        "camera_delay_s": rng.uniform(*CAMERA_DELAY_S),
+    }
 
 
 class _Capture(Policy):
@@ -95,6 +110,7 @@ def record_frames(
     colors: Sequence[str] | None = None,
     keep_failures: bool = False,
     noise_bins: float = 0.0,
+    camera_jitter: bool = False,
 ) -> dict[str, Any]:
     """Run one episode per (instruction, layout seed) and write the ``.npz`` described above.
 
@@ -113,6 +129,10 @@ def record_frames(
             [0, ``noise_bins``] bins (0 = the expert's own path; a mixture, because a large
             noise keeps the expert hovering at the block for the whole step limit); the
             recorded tokens stay the expert's.
+        camera_jitter: each episode draws the camera's phase against the control steps
+            (uniform in one camera period) and its delay (:data:`CAMERA_DELAY_S`), as over DDS,
+            where the newest frame at a control step is 30-150 ms old; without it every step
+            sees a frame rendered at that instant (:func:`rt2_ros.sim.inprocess.run_episode`).
 
     Returns:
         ``{"episodes", "kept", "frames", "successes"}``.
@@ -147,7 +167,8 @@ def record_frames(
         for instruction, seed in pairs:
             expert = ScriptedExpertPolicy.from_config(cfg, ground_truth=world.ground_truth)
             cap = _Capture(expert, learner, beta, rng, rng.uniform(0.0, noise_bins) if noise_bins else 0.0, codec)
-            rec = run_episode(world, Controller(cfg, cap), instruction, seed=int(seed), keep_frames=False)
+            timing = camera_timing(rng) if camera_jitter else {}
+            rec = run_episode(world, Controller(cfg, cap), instruction, seed=int(seed), keep_frames=False, **timing)
             if not (rec.success or keep_failures) or not cap.frames:
                 continue
             e = len(seeds)
@@ -178,8 +199,8 @@ def record_frames(
 
 
 def _part(args: tuple) -> dict:
-    out_file, pairs, bins, learner_dir, beta, max_steps, colors, keep, noise = args
-    return record_frames(out_file, pairs, bins, learner_dir, beta, max_steps, colors, keep, noise)
+    out_file, pairs, bins, learner_dir, beta, max_steps, colors, keep, noise, jitter = args
+    return record_frames(out_file, pairs, bins, learner_dir, beta, max_steps, colors, keep, noise, jitter)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -208,6 +229,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="DART: Gaussian noise on the executed x/y/z tokens, at most this many bins (per-episode draw)",
     )
     p.add_argument("--prefix", default="part", help="file name prefix")
+    p.add_argument(
+        "--camera-jitter", action="store_true", help="per-episode camera phase and delay, as over DDS (camera_timing)"
+    )
     a = p.parse_args(argv)
     try:
         pairs = plan_episodes({f: getattr(a, f) for f in FAMILY_TEMPLATES}, a.first_seed, rng_seed=a.task_seed)
@@ -219,7 +243,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     w = max(1, a.workers)
     keep = a.learner is not None or a.noise_bins > 0
     parts = [
-        (out / f"{a.prefix}{i}.npz", pairs[i::w], a.bins, a.learner, a.beta, a.max_steps, None, keep, a.noise_bins)
+        (
+            out / f"{a.prefix}{i}.npz",
+            pairs[i::w],
+            a.bins,
+            a.learner,
+            a.beta,
+            a.max_steps,
+            None,
+            keep,
+            a.noise_bins,
+            a.camera_jitter,
+        )
         for i in range(w)
     ]
     with ProcessPoolExecutor(w) as ex:

@@ -76,3 +76,42 @@ def test_dart_executes_noisy_tokens_but_records_the_labels():
         _Constant(codec, [0, 16, 16, 16, 16, 16, 16, 0]), None, 0.0, random.Random(0), noise_bins=4.0, codec=codec
     )
     assert all(list(stop.infer(img, INSTRUCTION).action.tokens) == [0, 16, 16, 16, 16, 16, 16, 0] for _ in range(10))
+
+
+def test_camera_delay_and_phase_reach_the_controller_as_over_dds():
+    """run_episode(camera_phase_s, camera_delay_s): a frame rendered at t reaches the controller
+    at t + delay, stamped t; the defaults hand every frame over at once (the recorded data's
+    timing); camera_timing draws both within the documented ranges."""
+    from rt2_ros.controller import Controller
+    from rt2_ros.sim.expert import ScriptedExpertPolicy
+    from rt2_ros.sim.inprocess import run_episode
+    from rt2_ros.sim.settings import load_sim_settings
+    from rt2_ros.sim.world import SimWorld
+
+    cfg = load_sim_settings().rt2_config(extra={"action.bins": 33, "control.max_steps": 6})
+    world = SimWorld(seed=SEED)
+    seen: dict[float, list] = {}
+    try:
+        for delay in (0.0, 0.05):
+            ctl = Controller(cfg, ScriptedExpertPolicy.from_config(cfg, ground_truth=world.ground_truth))
+            calls = seen.setdefault(delay, [])
+            inner = ctl.on_image
+
+            def spy(image, stamp, _inner=inner, _calls=calls):
+                _calls.append((stamp, world.scene.time_s))
+                return _inner(image, stamp)
+
+            ctl.on_image = spy
+            run_episode(world, ctl, INSTRUCTION, seed=SEED, camera_phase_s=0.03 if delay else 0.0, camera_delay_s=delay)
+    finally:
+        world.close()
+    tick = world.tick_s
+    assert len(seen[0.0]) > 3 and all(abs(now - stamp) < 1e-9 for stamp, now in seen[0.0])
+    late = seen[0.05][1:]  # the first frame (before the instruction) is always handed over at once
+    assert len(late) > 3 and all(0.05 - 1e-9 <= now - stamp <= 0.05 + tick + 1e-9 for stamp, now in late), late
+    t0 = seen[0.05][0][0]
+    assert abs((late[0][0] - t0) - (0.1 + 0.03)) <= tick + 1e-9  # the first camera tick after the phase
+    rng = random.Random(0)
+    draws = [rf.camera_timing(rng) for _ in range(200)]
+    assert all(0 <= d["camera_phase_s"] < rf.CAMERA_PERIOD_S for d in draws)
+    assert all(rf.CAMERA_DELAY_S[0] <= d["camera_delay_s"] <= rf.CAMERA_DELAY_S[1] for d in draws)
