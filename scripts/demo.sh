@@ -26,4 +26,9 @@ if [ ! -f "$MODEL/config.json" ] && [ -z "${RT2_DEMO_MODEL:-}" ]; then
     python -m rt2_ros.cli make-test-model "$MODEL" --size tiny >/dev/null
   fi
 fi
-exec python -m rt2_ros.cli demo --model "$MODEL" "$@"
+EXTRA=()
+# The shipped RT-1 was trained on reach episodes only (docs/rt1.md): its episodes are reach tasks.
+if [ "$MODEL" = models/rt1_sim ]; then
+  EXTRA=(--vla-instructions "move to the red block" "move to the green block" "move to the blue block")
+fi
+exec python -m rt2_ros.cli demo --model "$MODEL" "${EXTRA[@]}" "$@"

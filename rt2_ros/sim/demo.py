@@ -123,6 +123,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="layout seed: every episode resets to the next seed, so episode k uses seed + k (default 0)",
     )
     p.add_argument("--instructions", nargs="+", default=None, help="instructions to cycle through")
+    p.add_argument(
+        "--vla-instructions",
+        nargs="+",
+        default=None,
+        help="instructions of the vla policy's episodes (default: --instructions); e.g. the task families "
+        "the model was trained on",
+    )
     p.add_argument("--out", default="out/demo", help="output directory (default out/demo)")
     p.add_argument("--record", action="store_true", help="record every episode to MCAP (out/demo/mcap/)")
     p.add_argument("--domain-id", type=int, default=None, help="ROS_DOMAIN_ID (default: random in 40-100)")
@@ -447,7 +454,8 @@ def run(args: argparse.Namespace) -> int:
                     clean = False
                     continue
                 max_steps = overrides[policy].get("control.max_steps")
-                recs, ok = _episodes(driver, policy, n_of(policy), instructions, max_steps, args, node)
+                todo = (args.vla_instructions or instructions) if policy == "vla" else instructions
+                recs, ok = _episodes(driver, policy, n_of(policy), todo, max_steps, args, node)
                 records += recs
                 clean = clean and ok
             finally:
@@ -498,7 +506,8 @@ def _run_attached(args, policies, instructions, out, record_dir, n_of) -> int:
     try:
         driver = DemoDriver(domain, record_dir=record_dir)
         driver.wait_ready(120.0)
-        records, clean = _episodes(driver, policy, n_of(policy), instructions, None, args)
+        todo = (args.vla_instructions or instructions) if policy == "vla" else instructions
+        records, clean = _episodes(driver, policy, n_of(policy), todo, None, args)
     except KeyboardInterrupt:
         clean = False
     except TimeoutError as e:
