@@ -223,6 +223,13 @@ class Controller:
                 "than safety.max_pose_age_s, or rejected) the arm moves WITHOUT the workspace box"
             )
 
+    def set_now_fn(self, now_fn) -> None:
+        """Read the time after an inference from ``now_fn`` (the caller's clock, s) instead of
+        adding the measured wall-clock latency to ``now_s``: an in-process loop in simulated
+        time passes the simulation clock, in which the paused world spends no time on the
+        inference, so its episodes are deterministic whatever the machine's load."""
+        self._now_fn = now_fn
+
     def _warn_throttled(self, key: str, text: str) -> None:
         """Log ``text`` at most once per :data:`WARN_PERIOD_S` per ``key`` (:class:`RejectionLog`)."""
         if self._warnings.record(key) is not None:

@@ -30,6 +30,12 @@ from rt2_ros.sim.world import SimWorld
 
 __all__ = ["run_episode"]
 
+#: Tolerance of the "is it due" comparisons, s: the Servo tick (0.034 s) meets the camera and
+#: control grids exactly now and then (e.g. 50 ticks = 17 camera periods), and float rounding
+#: of the absolute simulation time would otherwise decide, so the same layout ran differently
+#: depending on how long the world had run before it.
+_EPS_S = 1e-6
+
 
 def run_episode(
     world: SimWorld,
@@ -61,6 +67,7 @@ def run_episode(
             With the defaults (0, 0) every control step sees a frame rendered at that instant.
     """
     cfg = controller.cfg
+    controller.set_now_fn(lambda: world.scene.time_s)  # simulated time: the inference takes none
     layout = world.reset(seed)
     if world.servo.command_type is None:
         world.servo.start()
@@ -84,7 +91,7 @@ def run_episode(
     frame_id = cfg.frames.command_frame
     while True:
         t = world.scene.time_s
-        if t >= next_cam:
+        if t >= next_cam - _EPS_S:
             img = world.scene.render()
             pending.append((t + camera_delay_s, img, t))
             next_cam += camera_period_s
@@ -92,7 +99,7 @@ def run_episode(
                 rec.frames.append(img)
             else:
                 rec.frames[1:] = [img]
-        while pending and pending[0][0] <= t:
+        while pending and pending[0][0] <= t + _EPS_S:
             _, frame, stamp = pending.popleft()
             controller.on_image(frame, stamp)
         pos, quat = world.scene.ee_pose()
@@ -102,7 +109,7 @@ def run_episode(
         else:
             controller.on_ee_pose(pos, t)
         rec.tcp_path.append(world.scene.tcp_position().tolist())
-        due = controller.inference_due(t) if controller.chunked else t >= next_step
+        due = controller.inference_due(t) if controller.chunked else t >= next_step - _EPS_S
         if due:
             out = controller.step(t)
             next_step += cfg.control.period_s

@@ -108,9 +108,9 @@ def test_camera_delay_and_phase_reach_the_controller_as_over_dds():
     tick = world.tick_s
     assert len(seen[0.0]) > 3 and all(abs(now - stamp) < 1e-9 for stamp, now in seen[0.0])
     late = seen[0.05][1:]  # the first frame (before the instruction) is always handed over at once
-    assert len(late) > 3 and all(0.05 - 1e-9 <= now - stamp <= 0.05 + tick + 1e-9 for stamp, now in late), late
+    assert len(late) > 3 and all(0.05 - 1e-5 <= now - stamp <= 0.05 + tick + 1e-5 for stamp, now in late), late
     t0 = seen[0.05][0][0]
-    assert abs((late[0][0] - t0) - (0.1 + 0.03)) <= tick + 1e-9  # the first camera tick after the phase
+    assert abs((late[0][0] - t0) - (0.1 + 0.03)) <= tick + 1e-5  # the first camera tick after the phase
     rng = random.Random(0)
     draws = [rf.camera_timing(rng) for _ in range(200)]
     assert all(0 <= d["camera_phase_s"] < rf.CAMERA_PERIOD_S for d in draws)
