@@ -130,7 +130,7 @@ def record_frames(
             noise keeps the expert hovering at the block for the whole step limit); the
             recorded tokens stay the expert's.
         camera_jitter: each episode draws the camera's phase against the control steps
-            (uniform in one camera period) and its delay (:data:`CAMERA_DELAY_S`), as over DDS,
+            (uniform in one camera period) and its delay (``CAMERA_DELAY_S``), as over DDS,
             where the newest frame at a control step is 30-150 ms old; without it every step
             sees a frame rendered at that instant (:func:`rt2_ros.sim.inprocess.run_episode`).
 
