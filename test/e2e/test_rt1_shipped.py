@@ -1,7 +1,7 @@
 """The shipped RT-1 (models/rt1_sim): its card's sha256 against the files, three held-out
 reach layouts in process (simulated time, deterministic) of which at least two must succeed,
 and one episode through the real rt2 node and its policy child over DDS (``rt2-ros demo``)
-that must end on the model's own terminate token, without a fault.
+that must end on the model's own terminate token or with success, without a fault.
 
 The success figures with intervals come from benchmarks/eval_vla.py (not a test; see the
 model card). Issue 20 asks for one held-out layout per family; the shipped model saw reach
@@ -116,8 +116,8 @@ def test_one_episode_through_the_node_over_dds_ends_by_terminate_or_success(tmp_
     assert report.is_file(), f"no report; exit {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     (row,) = json.loads(report.read_text())["episodes"]
     assert row["backend"] == "vla" and row["steps"] >= 3, row
-    # Real time over DDS is not deterministic, so success is not required of one episode (the
-    # benchmark measures the rate); the episode must end on the model's own terminate token
-    # (47 of 50 held-out reach episodes do), never a fault, the time limit or no answer.
-    assert row["reason"] == "terminate", row
+    # Real time over DDS is not deterministic, so one episode is not held to the benchmark's
+    # rate; it must end on the model's own terminate token or with the block reached (at the
+    # step limit), never a fault, the time limit or no answer.
+    assert row["reason"] == "terminate" or (row["success"] and row["reason"] == "step_limit"), row
     assert row["mean_latency_ms"] and row["mean_latency_ms"] > 0  # the model in the child answered
