@@ -63,7 +63,7 @@ def run_episode(
         camera_phase_s: the first camera frame after the start comes this long after the first
             control step, s (over DDS the camera and the control timer run unsynchronised).
         camera_delay_s: a frame rendered at t reaches the controller at t + this, stamped t, s
-            (over DDS: rendering, transport and the callback, about 30-60 ms in the sim).
+            (over DDS: rendering, transport and the callback, about 30-80 ms in the sim).
             With the defaults (0, 0) every control step sees a frame rendered at that instant.
     """
     cfg = controller.cfg
