@@ -100,12 +100,23 @@ class ServoStream:
         with self._lock:
             self._pause_pending = False
 
-    def on_stop(self, now_s: float, running: bool) -> None:
-        """An episode stopped at ``now_s`` (the caller sent a zero twist): arm the zero
-        burst; pause Servo after it unless an episode is ``running`` again (a preemption)."""
+    def on_stop(self, now_s: float, running: bool, preempted: bool = False) -> bool:
+        """An episode stopped at ``now_s``: arm the zero burst; pause Servo after it unless
+        an episode is ``running`` again.
+
+        Returns:
+            Whether the caller must publish a zero twist at once, out of the servo grid:
+            True for a stop (cancel, terminate, fault: the arm halts without waiting up to
+            one servo period), False for a preemption (``preempted``): the stopped
+            episode's twist is already zeroed and the next regular tick publishes the new
+            episode's command, which is zero until its first action. An extra twist per
+            preemption would put a near-zero gap into the 50 Hz stream at the rate
+            instructions arrive (10 per second under spam; docs/faults.md).
+        """
         with self._lock:
             self._burst_until_s = now_s + self.zero_burst_s
             self._pause_pending = not running
+            return not preempted
 
     def on_estop(self, now_s: float) -> None:
         """The e-stop was engaged (the caller sent a zero twist, even when idle): zero

@@ -45,7 +45,7 @@ from std_srvs.srv import SetBool, Trigger
 
 from rt2_ros.config import ConfigError, with_model_settings
 from rt2_ros.controller import Controller, StepOutcome
-from rt2_ros.episode import EpisodeState
+from rt2_ros.episode import EndReason, EpisodeState
 from rt2_ros.motion import Twist
 from rt2_ros.periodic import PeriodicThread
 from rt2_ros.policies.base import Policy
@@ -252,8 +252,9 @@ class Rt2Node(Node):
             self._reject("joint_state", "joint state", str(e))
 
     def _handle_transitions(self) -> None:
-        """Publish every episode transition; a stop sends a zero twist at once and arms
-        the zero burst; a start brings Servo up. Thread-safe; without transitions it takes
+        """Publish every episode transition; a stop sends a zero twist at once (a
+        preemption leaves it to the next servo tick: ServoStream.on_stop) and arms the
+        zero burst; a start brings Servo up. Thread-safe; without transitions it takes
         no lock (input callbacks call it at their rate)."""
         if not self.controller.has_transitions:
             return
@@ -276,8 +277,9 @@ class Rt2Node(Node):
                         f"{' (' + t.detail + ')' if t.detail else ''}"
                     )
                 if t.stop:
-                    self._publish_twist(Twist.zero(), stamp)
-                    self._stream.on_stop(now.nanoseconds * 1e-9, self.controller.running)
+                    preempted = t.reason is EndReason.PREEMPTED
+                    if self._stream.on_stop(now.nanoseconds * 1e-9, self.controller.running, preempted):
+                        self._publish_twist(Twist.zero(), stamp)
 
     # -- servo stream: the twist first, nothing slow (TF and markers are on _side_tick) --------
     def _servo_tick(self) -> None:

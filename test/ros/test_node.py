@@ -207,6 +207,10 @@ def test_new_instruction_preempts_the_running_episode(rig):
     assert pre is not None and pre.reason == "preempted" and pre.instruction == "pick up the red block"
     assert "open the drawer" in pre.detail
     assert rig.wait_moving(stamp_s(b.header.stamp)) is not None
+    # No twist out of the 50 Hz grid for a preemption (an extra one per instruction put a
+    # near-zero gap into the stream 10 times a second under spam): the node stamps an
+    # out-of-band zero twist with the episode message's own stamp; regular ticks stamp their own time.
+    assert not [m for m in rig.twists.messages if m.header.stamp == pre.header.stamp]
     assert wait_until(lambda: "open the drawer" in rig.policy.instructions, 2.0)
     act = rig.actions.wait_for(lambda m: m.instruction == "open the drawer" and m.valid, 2.0)
     assert act is not None
@@ -233,6 +237,8 @@ def test_stop_service_ends_the_episode_with_zero_twist(rig):
     assert res.success and "cancelled" in res.message
     end = rig.episodes.wait_for(lambda m: m.state == FINISHED, 2.0)
     assert end is not None and end.reason == "cancelled"
+    # A stop does not wait for the grid: a zero twist goes out at once, with the episode message's stamp.
+    assert wait_until(lambda: any(m.header.stamp == end.header.stamp and is_zero_twist(m) for m in rig.twists.messages), 2.0)
     time.sleep(0.5)
     after = rig.twists_after(stamp_s(end.header.stamp) - 1e-6)
     assert after and all(is_zero_twist(m) for m in after)

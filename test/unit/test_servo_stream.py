@@ -22,9 +22,15 @@ def test_twists_flow_while_running_and_for_the_zero_burst_after_a_stop_then_serv
     assert s.tick(2.0 + ZERO_BURST_S + 1.0, running=False) == StreamTick(False, False)  # paused once only
 
 
+def test_a_stop_asks_for_a_zero_twist_at_once_a_preemption_leaves_it_to_the_next_tick():
+    s = ServoStream()
+    assert s.on_stop(0.0, running=False) is True  # cancel, terminate, fault: halt now
+    assert s.on_stop(1.0, running=True, preempted=True) is False  # the grid's next tick carries the new episode
+
+
 def test_a_preempting_episode_cancels_the_pause():
     s = ServoStream()
-    s.on_stop(0.0, running=True)  # the old episode stopped because a new one started
+    s.on_stop(0.0, running=True, preempted=True)  # the old episode stopped because a new one started
     assert not s.pause_pending
     s.on_stop(1.0, running=False)
     s.on_start()  # a new instruction before the burst ended
