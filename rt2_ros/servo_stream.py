@@ -44,9 +44,12 @@ MARKER_PERIOD_S = 0.1
 #: p99 servo period 53-69 ms instead of 131-161 ms, max 97-123 ms instead of 546-604
 #: ms). The node sets it whatever the backend: with the model in a child process and
 #: 1 kHz input traffic (benchmarks/bench_stream.py --pose-hz 100 --camera-hz 30 --spam-hz
-#: 1000, load 3-4 on 2 cores) 5 ms gave 16-96 gaps > 100 ms per minute, 1 ms 2-3
-#: (docs/faults.md).
-GIL_SWITCH_INTERVAL_S = 0.001
+#: 1000, load 3-4 on 2 cores) 5 ms gave 16-96 gaps > 100 ms per minute, 1 ms 2-3; at
+#: load 0.3-1.7, 0.2 ms took the p99 period error from 10-31 ms to 7-8 ms and the largest
+#: gap from 42-95 ms to 32-36 ms (90 s runs; the rest is other threads' turns with the
+#: GIL: a thread sleeping 2 ms in the node woke up to 65 ms late while one in another
+#: process never did; docs/faults.md).
+GIL_SWITCH_INTERVAL_S = 0.0002
 #: Chunk mode: how often the control worker asks whether the next chunk is due [s].
 CHUNK_POLL_S = 0.005
 
