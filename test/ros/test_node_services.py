@@ -186,32 +186,31 @@ def test_reset_calls_the_reset_service_or_says_none_is_available(rig):
         rig.probe.destroy_service(srv)
 
 
+def _remapped_node(rig, prefix: str, overrides: dict) -> Rt2Node:
+    """A second rt2 node ``rt2_node_<prefix>`` beside the rig's, on the rig's executor: its
+    instruction, episode and twist topics and its three services under ``/<prefix>/``
+    (the services remapped with ``-r``, as a user would in a launch file)."""
+    topics = {f"topics.{k}": f"/{prefix}/{k}" for k in ("instruction", "episode", "twist")}
+    remaps = ["--ros-args"]
+    for service in ("stop", "e_stop", "reset"):
+        remaps += ["-r", f"/rt2/{service}:=/{prefix}/{service}"]
+    node = Rt2Node(
+        ScriptedTextPolicy(CFG, [MOVE]),
+        node_name=f"rt2_node_{prefix}",
+        context=rig.h.context,
+        overrides={**OVERRIDES, **topics, **overrides},
+        cli_args=remaps,
+    )
+    return rig.h.add_node(node)
+
+
 def test_home_before_episode_resets_first_and_services_are_remappable(rig):
     """A second node, namespaced topics and remapped services, goes home before each episode."""
     seen = []
     srv = rig.probe.create_service(
         Trigger, "/rt2_test/home", lambda req, resp: (seen.append(1), setattr(resp, "success", True), resp)[2]
     )
-    overrides = dict(
-        OVERRIDES,
-        **{
-            "reset.home_before_episode": True,
-            "reset.reset_service": "/rt2_test/home",
-            "topics.instruction": "/b/instruction",
-            "topics.episode": "/b/episode",
-            "topics.twist": "/b/twist",
-        },
-    )
-    remaps = ["--ros-args", "-r", "/rt2/stop:=/b/stop", "-r", "/rt2/e_stop:=/b/e_stop", "-r", "/rt2/reset:=/b/reset"]
-    node_b = rig.h.add_node(
-        Rt2Node(
-            ScriptedTextPolicy(CFG, [MOVE]),
-            node_name="rt2_node_b",
-            context=rig.h.context,
-            overrides=overrides,
-            cli_args=remaps,
-        )
-    )
+    node_b = _remapped_node(rig, "b", {"reset.home_before_episode": True, "reset.reset_service": "/rt2_test/home"})
     try:
         eps = Collector(rig.probe, msgs.EpisodeStatus, "/b/episode")
         pub = rig.probe.create_publisher(String, "/b/instruction", 10)
@@ -406,34 +405,14 @@ def test_stop_is_answered_while_instructions_wait_in_a_slow_home_and_none_starts
             return resp
 
         server.create_service(Trigger, "/rt2_test/slow_home", slow_home, callback_group=ReentrantCallbackGroup())
-        overrides = dict(
-            OVERRIDES,
-            **{
+        node_c = _remapped_node(
+            rig,
+            "c",
+            {
                 "reset.home_before_episode": True,
                 "reset.reset_service": "/rt2_test/slow_home",
                 "control.max_instruction_rate_hz": 0.0,  # no rate limit: every instruction goes home first
-                "topics.instruction": "/c/instruction",
-                "topics.episode": "/c/episode",
-                "topics.twist": "/c/twist",
             },
-        )
-        remaps = [
-            "--ros-args",
-            "-r",
-            "/rt2/stop:=/c/stop",
-            "-r",
-            "/rt2/e_stop:=/c/e_stop",
-            "-r",
-            "/rt2/reset:=/c/reset",
-        ]
-        node_c = rig.h.add_node(
-            Rt2Node(
-                ScriptedTextPolicy(CFG, [MOVE]),
-                node_name="rt2_node_c",
-                context=rig.h.context,
-                overrides=overrides,
-                cli_args=remaps,
-            )
         )
         try:
             eps = Collector(rig.probe, msgs.EpisodeStatus, "/c/episode")
