@@ -108,8 +108,8 @@ class ServoStream:
         an episode is ``running`` again.
 
         Returns:
-            Whether the caller must publish a zero twist at once, out of the servo grid:
-            True for a stop (cancel, terminate, fault: the arm halts without waiting up to
+            bool: whether the caller must publish a zero twist at once, out of the servo
+            grid. True for a stop (cancel, terminate, fault: the arm halts without waiting up to
             one servo period), False for a preemption (``preempted``): the stopped
             episode's twist is already zeroed and the next regular tick publishes the new
             episode's command, which is zero until its first action. An extra twist per

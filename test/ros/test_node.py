@@ -238,7 +238,9 @@ def test_stop_service_ends_the_episode_with_zero_twist(rig):
     end = rig.episodes.wait_for(lambda m: m.state == FINISHED, 2.0)
     assert end is not None and end.reason == "cancelled"
     # A stop does not wait for the grid: a zero twist goes out at once, with the episode message's stamp.
-    assert wait_until(lambda: any(m.header.stamp == end.header.stamp and is_zero_twist(m) for m in rig.twists.messages), 2.0)
+    assert wait_until(
+        lambda: any(m.header.stamp == end.header.stamp and is_zero_twist(m) for m in rig.twists.messages), 2.0
+    )
     time.sleep(0.5)
     after = rig.twists_after(stamp_s(end.header.stamp) - 1e-6)
     assert after and all(is_zero_twist(m) for m in after)
