@@ -20,9 +20,10 @@ with a non-zero status after the node's own error message.
 Only the standard ``launch`` / ``launch_ros`` API is used.
 """
 
-from launch.actions import DeclareLaunchArgument, OpaqueFunction, RegisterEventHandler
+from launch.actions import DeclareLaunchArgument, EmitEvent, OpaqueFunction, RegisterEventHandler
 from launch.conditions import IfCondition
 from launch.event_handlers import OnProcessExit
+from launch.events import Shutdown
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
@@ -99,9 +100,14 @@ def _require_rviz(context) -> None:
 
 
 def _on_rt2_exit(event, context):
-    """rt2_node exited while the launch runs: end the launch at once, non-zero."""
+    """rt2_node exited while the launch runs: end the launch at once, non-zero unless the
+    node exited 0, which it does only when stopped by SIGINT / SIGTERM (Ctrl-C in a terminal
+    reaches the whole process group, and on a busy machine the node can be gone before
+    launch has handled its own SIGINT: that is a clean stop, not an error)."""
     if context.is_shutdown:
         return None  # the launch is ending and stopping its processes: expected
+    if event.returncode == 0:
+        return [EmitEvent(event=Shutdown(reason="rt2_node was stopped"))]
     # An exception here ends ros2 launch with status 1, stopping every other process.
     raise RuntimeError(f"rt2_node exited with code {event.returncode}; its error is printed above (and in ROS_LOG_DIR)")
 

@@ -14,8 +14,10 @@ stopped after (:mod:`ros2_cli`). Without the ROS 2 tools these tests skip (one r
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import signal
 import time
 from pathlib import Path
 
@@ -251,6 +253,21 @@ def test_bringup_launch_ends_non_zero_when_rt2_node_dies(ros2, tmp_path):
     code = _ended(launch, 90.0)
     text = launch.output()
     assert code != 0 and "max_steps" in text and "rt2_node exited with code 2" in text, text[-3000:]
+    assert launch.orphans() == []
+
+
+def test_bringup_launch_ends_cleanly_when_rt2_node_is_stopped_first(ros2, tmp_path):
+    """Ctrl-C reaches launch and the node together; on a busy machine the node is often
+    gone before launch handled its own SIGINT. A node that stopped cleanly (exit 0) ends
+    the launch with status 0, not "rt2_node exited with code 0" and status 1."""
+    launch = ros2.launch("rt2_ros", "bringup.launch.py", "backend:=scripted", "rviz:=false", name="stopped_first")
+    assert launch.wait_for("ready: send an instruction", 90.0), launch.output()[-3000:]
+    pid = re.search(r"\[rt2_node-1\]: process started with pid \[(\d+)\]", launch.output())
+    assert pid is not None, launch.output()[-3000:]
+    os.kill(int(pid.group(1)), signal.SIGINT)  # the node alone, as if it won the race
+    code = _ended(launch, 60.0)
+    text = launch.output()
+    assert code == 0 and "exited with code" not in text, text[-3000:]
     assert launch.orphans() == []
 
 
