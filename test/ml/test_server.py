@@ -482,11 +482,15 @@ def test_ray_serve_runs_replicas_behind_one_address_with_the_same_protocol(monke
         "RT2_FAKE_DELAY_S": "0.01",
         # Serve's controller kills an HTTP proxy not ready within 5 s (its default ready
         # check) and serve.start() then fails with ActorDiedError: a loaded 2-core machine
-        # (load 4 beside CPU burners, fresh-clone CI) needs longer to import and start it.
-        "RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S": "60",
+        # (load 4 beside CPU burners, fresh-clone CI) needs longer to import and start it;
+        # at load 7 (four burners) 60 s were not enough either.
+        "RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S": "240",
     }
     # The local raylet and the controller inherit the driver's environment too.
-    monkeypatch.setenv("RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S", "60")
+    monkeypatch.setenv("RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S", "240")
+    # serve.start() itself waits HTTP_PROXY_TIMEOUT (60 s, a plain constant in Ray 2.x) for
+    # the proxy: at load 7 it raised "HTTP proxies not available after 60s".
+    monkeypatch.setattr("ray.serve._private.api.HTTP_PROXY_TIMEOUT", 240, raising=False)
     ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": env})
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
