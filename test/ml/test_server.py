@@ -485,9 +485,14 @@ def test_ray_serve_runs_replicas_behind_one_address_with_the_same_protocol(monke
         # (load 4 beside CPU burners, fresh-clone CI) needs longer to import and start it;
         # at load 7 (four burners) 60 s were not enough either.
         "RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S": "240",
+        # The proxy asks each replica for its queue length before routing, within 0.1 s by
+        # default; at load 6 those answers came late ("Failed to get queue length ... within
+        # 0.1s" in the proxy's log) and the test failed (the run's summary was not seen).
+        "RAY_SERVE_QUEUE_LENGTH_RESPONSE_DEADLINE_S": "5",
     }
     # The local raylet and the controller inherit the driver's environment too.
     monkeypatch.setenv("RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S", "240")
+    monkeypatch.setenv("RAY_SERVE_QUEUE_LENGTH_RESPONSE_DEADLINE_S", "5")
     # serve.start() itself waits HTTP_PROXY_TIMEOUT (60 s, a plain constant in Ray 2.x) for
     # the proxy: at load 7 it raised "HTTP proxies not available after 60s".
     monkeypatch.setattr("ray.serve._private.api.HTTP_PROXY_TIMEOUT", 240, raising=False)
